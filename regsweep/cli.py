@@ -1,0 +1,353 @@
+"""The ``regsweep`` command line: parse, call one API function, print, return an exit code.
+
+Exit codes: 0 success, 1 a sweep whose trials all failed, 2 bad input (nothing written),
+130 interrupted (run the same command again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regsweep import __version__
+from regsweep.errors import AllTrialsFailedError, RegsweepError, SettingsError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from regsweep.data import Dataset
+    from regsweep.space import SearchSpace
+
+_logger = logging.getLogger("regsweep")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so every bad flag is one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SettingsError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a whole number >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}; allowed: a whole number >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a whole number >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"got {value}; allowed: a whole number >= 0")
+    return value
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("regsweep").setLevel(level)
+
+
+def _add_study_args(parser: argparse.ArgumentParser, *, study_default: str | None = None) -> None:
+    parser.add_argument("--study", default=study_default, required=study_default is None,
+                        help="study name" + (f" (default: {study_default})" if study_default else ""))
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
+def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) -> None:
+    """The flags every runnable sweep accepts."""
+    from os import cpu_count
+
+    _add_study_args(parser, study_default=study)
+    parser.add_argument("--trials", type=_positive_int, default=trials,
+                        help=f"finished trials the study ends with, in total (default: {trials})")
+    parser.add_argument("--workers", type=_positive_int, default=cpu_count() or 1,
+                        help="worker processes (default: number of cores)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="base random seed (default: 0)")
+    parser.add_argument("--out", default=None, help="folder for plots and exports (default: studies/<study>/)")
+    parser.add_argument("--pruner", default="median", choices=("none", "median", "hyperband"),
+                        help="per-epoch pruning (default: median)")
+    parser.add_argument("--sampler", default="tpe", choices=("tpe", "random"), help="Optuna sampler (default: tpe)")
+    parser.add_argument("--data", default=None, help="train on this .npz or .csv file instead of the sweep's data")
+    parser.add_argument("--no-plots", action="store_true", help="skip writing plots at the end")
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="always show the progress bar")
+    progress.add_argument("--no-progress", dest="progress", action="store_false",
+                          help="log lines instead of a progress bar")
+    _add_verbosity(parser)
+
+
+def sweep_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`regsweep.run_sweep` keyword arguments given by the common sweep flags."""
+    return {"study": args.study, "storage": args.storage, "trials": args.trials, "workers": args.workers,
+            "seed": args.seed, "out": args.out, "pruner": args.pruner, "sampler": args.sampler,
+            "progress": args.progress}
+
+
+def finish_sweep(study: optuna.Study, out_dir: Path, *, plots: bool = True) -> None:
+    """Print the leaderboard and per-regularizer summary; write exports and plots."""
+    from regsweep.report import console_table, export, leaderboard, regularizer_summary
+
+    board = leaderboard(study)
+    print(f"\nLeaderboard of study {study.study_name!r} (best first, {len(board)} finished trials):")
+    print(console_table(board))
+    print("\nPer regularizer:")
+    print(regularizer_summary(board).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    export(board, "csv", out_dir / "leaderboard.csv")
+    export(board, "md", out_dir / "leaderboard.md")
+    written = [out_dir / "leaderboard.csv", out_dir / "leaderboard.md"]
+    if plots:
+        from regsweep.plots import write_plots
+
+        written += write_plots(study, out_dir)
+    print("\nWrote " + ", ".join(str(p) for p in written))
+
+
+def sweep_main(name: str, space: SearchSpace, data: Callable[[argparse.Namespace], Dataset], *,
+               argv: Sequence[str] | None = None, trials: int = 30,
+               add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+               description: str | None = None) -> int:
+    """The ``main`` of a runnable sweep in ``sweeps/``: parse flags, run or resume, report.
+
+    Args:
+        name: the sweep's name (default study name).
+        space: its search space.
+        data: builds the dataset from the parsed flags (``--data PATH`` overrides it).
+        trials: the default ``--trials``.
+        add_arguments: adds sweep-specific flags (e.g. ``--n`` for the data size).
+    """
+    parser = _Parser(prog=f"python -m sweeps.{name}", description=description)
+    add_sweep_args(parser, study=name, trials=trials)
+    if add_arguments is not None:
+        add_arguments(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        from regsweep.data import from_csv, from_npz
+        from regsweep.runner import SweepSettings, run_sweep
+
+        settings = SweepSettings(**sweep_settings(args))
+        if args.data:
+            dataset = from_csv(args.data) if str(args.data).lower().endswith(".csv") else from_npz(args.data)
+        else:
+            dataset = data(args)
+        study = run_sweep(space, dataset, sweep=name, settings=settings)
+        finish_sweep(study, settings.out_dir, plots=not args.no_plots)
+        return 0
+
+    return _guarded(parser, argv, run)
+
+
+def _guarded(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+             action: Callable[[argparse.Namespace], int]) -> int:
+    """Parse and run, turning regsweep errors into one line on stderr and an exit code."""
+    from regsweep.runner import SweepInterrupted
+    from regsweep.storage import redact
+
+    try:
+        args = parser.parse_args(argv)
+        _setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
+        return action(args)
+    except SweepInterrupted as exc:
+        print(f"regsweep: {redact(str(exc))}", file=sys.stderr)
+        return 130
+    except AllTrialsFailedError as exc:
+        print(f"regsweep: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except RegsweepError as exc:
+        print(f"regsweep: error: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("regsweep: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+# -- subcommands -----------------------------------------------------------------------------------------
+def _load(args: argparse.Namespace) -> optuna.Study:
+    from regsweep.storage import default_storage_url, load_study
+
+    return load_study(args.storage or default_storage_url(args.study), args.study, heartbeat=False)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    module = _import_sweep(args.sweep)
+    main = getattr(module, "main", None)
+    if main is None:
+        raise SettingsError(f"sweep: {args.sweep!r} has no main(argv) function; allowed: a module from sweeps/ or a file defining main")
+    return int(main(args.sweep_args) or 0)
+
+
+def _import_sweep(target: str) -> Any:
+    """Import a sweep given as a module name (``sweeps.rings``, ``rings``) or a ``.py`` file."""
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise SettingsError(f"sweep: file {target!r} does not exist; allowed: a sweep module or .py file")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    for name in (target, f"sweeps.{target}"):
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name not in (name, name.rsplit(".", 1)[0]):
+                raise
+    raise SettingsError(f"sweep: no module {target!r} or 'sweeps.{target}'; allowed: e.g. sweeps.rings, sweeps.linear or a .py file")
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from regsweep.runner import resume_sweep, SweepSettings
+
+    settings: dict[str, Any] = {"workers": args.workers, "progress": args.progress}
+    if args.trials is not None:
+        settings["trials"] = args.trials
+    study = resume_sweep(study=args.study, storage=args.storage, **settings)
+    out = SweepSettings(study=args.study, storage=args.storage).out_dir
+    finish_sweep(study, out, plots=not args.no_plots)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from regsweep.storage import count_states, redact, study_meta
+
+    study = _load(args)
+    counts = count_states(study)
+    meta = study_meta(study)
+    total = meta.get("total", "?")
+    print(f"study:    {study.study_name}")
+    print(f"storage:  {redact(args.storage or 'sqlite:///studies/' + args.study + '.db')}")
+    print(f"sweep:    {meta.get('sweep') or '-'}  data: {(meta.get('data') or {}).get('name', '-')}")
+    print(f"finished: {counts['finished']} of {total}  (complete {counts['COMPLETE']}, pruned {counts['PRUNED']})")
+    print(f"failed:   {counts['FAIL']}  running: {counts['RUNNING']}  waiting: {counts['WAITING']}")
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if complete:
+        best = study.best_trial
+        print(f"best:     trial {best.number}, val_loss {best.value:.4f}, params {best.params}")
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    import json
+
+    study = _load(args)
+    if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+        raise SettingsError(f"study: {args.study!r} has no complete trial yet; allowed: a study with results")
+    best = study.best_trial
+    print(json.dumps({"trial": best.number, "val_loss": best.value, "params": best.params,
+                      **{k: best.user_attrs.get(k) for k in ("val_metric", "train_loss", "gap", "n_params", "epochs")}},
+                     indent=1))
+    if getattr(args, "export", None):
+        from regsweep.artifacts import export_best_model
+
+        path = export_best_model(study, args.export)
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from regsweep.report import export, leaderboard
+
+    board = leaderboard(_load(args), state=args.state, sort_by=args.sort, ascending=not args.descending, top=args.top)
+    text = export(board, args.format, args.output)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {args.output} ({len(board)} rows)")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from regsweep.plots import write_plots
+    from regsweep.storage import study_dir
+
+    study = _load(args)
+    out = Path(args.out) if args.out else study_dir(args.storage or f"sqlite:///studies/{args.study}.db", args.study)
+    paths = write_plots(study, out, formats=tuple(args.format))
+    for path in paths:
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``regsweep`` parser with its subcommands."""
+    parser = _Parser(prog="regsweep", description="Hyperparameter sweeps for regularized Keras models (Optuna).")
+    parser.add_argument("--version", action="version", version=f"regsweep {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a sweep module (e.g. sweeps.rings) or file; extra flags go to the sweep",
+                         description="Run a sweep: `regsweep run sweeps.rings --trials 50`. Flags after the sweep name "
+                                     "are the sweep's own (see `python -m sweeps.rings --help`).")
+    run.add_argument("sweep", help="module (sweeps.rings, rings) or path to a .py file defining main(argv)")
+    run.add_argument("sweep_args", nargs=argparse.REMAINDER, help="flags passed to the sweep")
+    run.set_defaults(func=_cmd_run)
+
+    resume = sub.add_parser("resume", help="finish a stopped sweep from what its study recorded")
+    _add_study_args(resume)
+    resume.add_argument("--trials", type=_positive_int, default=None, help="new total (default: the recorded one)")
+    resume.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default: 1)")
+    resume.add_argument("--no-plots", action="store_true", help="skip writing plots at the end")
+    resume.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
+    _add_verbosity(resume)
+    resume.set_defaults(func=_cmd_resume)
+
+    status = sub.add_parser("status", help="finished/failed/running counts and the best trial")
+    _add_study_args(status)
+    _add_verbosity(status)
+    status.set_defaults(func=_cmd_status)
+
+    best = sub.add_parser("best", help="the best trial as JSON; --export writes its trained model")
+    _add_study_args(best)
+    best.add_argument("--export", metavar="PATH", default=None, help="write the best model as a .keras file")
+    _add_verbosity(best)
+    best.set_defaults(func=_cmd_best)
+
+    board = sub.add_parser("leaderboard", help="one row per trial, best first, as csv/md/html/json")
+    _add_study_args(board)
+    board.add_argument("--format", default="md", choices=("csv", "md", "html", "json"), help="output format (default: md)")
+    board.add_argument("-o", "--output", default=None, help="file to write (default: stdout)")
+    board.add_argument("--top", type=_positive_int, default=None, help="only the best K rows")
+    board.add_argument("--state", default="finished", choices=("finished", "complete", "pruned", "failed", "all"),
+                       help="which trials (default: finished = complete + pruned)")
+    board.add_argument("--sort", default="val_loss", help="column to sort by (default: val_loss)")
+    board.add_argument("--descending", action="store_true", help="sort largest first")
+    _add_verbosity(board)
+    board.set_defaults(func=_cmd_leaderboard)
+
+    plot = sub.add_parser("plot", help="write the sweep's plots (PNG/SVG)")
+    _add_study_args(plot)
+    plot.add_argument("--out", default=None, help="folder (default: studies/<study>/)")
+    plot.add_argument("--format", nargs="+", default=["png"], choices=("png", "svg"), help="file formats (default: png)")
+    _add_verbosity(plot)
+    plot.set_defaults(func=_cmd_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``regsweep`` command."""
+    parser = build_parser()
+    return _guarded(parser, argv, lambda args: args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""Training one trial: fit with early stopping, report per epoch, record what a reviewer needs.
+
+The numbers recorded are *data* losses: Keras adds the weight penalty to ``loss`` and
+``val_loss``, which would make a strongly regularized model look worse than it predicts.
+regsweep tracks the plain cross-entropy / MSE as ``data_loss`` and records
+
+* ``val_loss``: the lowest validation data loss over the epochs (the trial's value),
+* ``train_loss``: the training data loss of that epoch, ``gap`` = val_loss - train_loss,
+* ``val_metric``: validation accuracy (MAE for regression) of that epoch,
+* ``epochs`` trained, ``best_epoch``, ``n_params``, ``weight_l1``, ``weight_l2``,
+* the curves ``val_curve``, ``train_curve`` and ``val_metric_curve`` (one value per epoch).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from regsweep.space import SearchSpace, TrialConfig, suggest
+
+if TYPE_CHECKING:
+    import keras
+    import optuna
+
+    from regsweep.data import Dataset
+
+_logger = logging.getLogger(__name__)
+
+# Attributes every finished trial carries (the leaderboard's columns come from these).
+TRIAL_ATTRS = ("val_loss", "train_loss", "gap", "val_metric", "epochs", "best_epoch", "n_params",
+               "weight_l1", "weight_l2")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss (e.g. a huge λ or learning rate)."""
+
+
+@dataclass
+class TrainResult:
+    """What training one configuration produced."""
+
+    val_loss: float
+    train_loss: float
+    val_metric: float
+    best_epoch: int
+    epochs: int
+    n_params: int
+    weight_l1: float
+    weight_l2: float
+    val_curve: list[float]
+    train_curve: list[float]
+    val_metric_curve: list[float]
+    duration: float
+    model: Any = field(default=None, repr=False)
+
+    @property
+    def gap(self) -> float:
+        return self.val_loss - self.train_loss
+
+    def attrs(self) -> dict[str, Any]:
+        """The JSON-ready user attributes of a trial."""
+        return {
+            "val_loss": self.val_loss, "train_loss": self.train_loss, "gap": self.gap,
+            "val_metric": self.val_metric, "epochs": self.epochs, "best_epoch": self.best_epoch,
+            "n_params": self.n_params, "weight_l1": self.weight_l1, "weight_l2": self.weight_l2,
+            "val_curve": self.val_curve, "train_curve": self.train_curve,
+            "val_metric_curve": self.val_metric_curve, "train_seconds": self.duration,
+        }
+
+
+def setup_tensorflow(threads: int | None = None) -> None:
+    """Quiet TensorFlow's logs and cap its thread pools; call before the first TF import.
+
+    Args:
+        threads: intra-op threads per process (inter-op gets 1 when capped); ``None`` keeps TF's default.
+    """
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed, but will be ignored.*")
+    if threads is not None:
+        for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(threads)
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    import tensorflow as tf
+
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TF already initialised: the environment variables applied
+            pass
+
+
+def tensorflow_threads() -> dict[str, int]:
+    """The thread caps TensorFlow runs with in this process (0 means TF's default)."""
+    import tensorflow as tf
+
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+_INPUT_CACHE: dict[tuple[int, int, int], tuple[Any, Any, int]] = {}
+
+
+def input_pipelines(dataset: Dataset, batch_size: int, seed: int) -> tuple[Any, Any, int]:
+    """In-memory ``tf.data`` pipelines for training (reshuffled each epoch) and validation.
+
+    Built once per dataset and batch size in a process and reused by later trials.
+    Returns ``(train, validation, steps_per_epoch)``.
+    """
+    import tensorflow as tf
+
+    key = (id(dataset), batch_size, seed)
+    if key not in _INPUT_CACHE:
+        n = len(dataset.x_train)
+        train = (tf.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train)).cache()
+                 .shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2))
+        val = tf.data.Dataset.from_tensor_slices((dataset.x_val, dataset.y_val)).batch(4096).cache()
+        _INPUT_CACHE.clear()
+        _INPUT_CACHE[key] = (train, val, math.ceil(n / batch_size))
+    return _INPUT_CACHE[key]
+
+
+def _epoch_callback(on_epoch: Any) -> Any:
+    import keras
+
+    class _EpochHook(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            on_epoch(epoch, logs or {})
+
+    return _EpochHook()
+
+
+def train_config(config: TrialConfig, dataset: Dataset, *, seed: int = 0,
+                 trial: optuna.trial.Trial | None = None, keep_model: bool = False) -> TrainResult:
+    """Train one configuration with early stopping and return its :class:`TrainResult`.
+
+    With ``trial``, each epoch's validation data loss is reported to it and Optuna's pruner
+    may stop training (``optuna.TrialPruned`` is raised after the curves are recorded on
+    the trial). A NaN or infinite loss raises :class:`NonFiniteLossError`.
+    """
+    import keras
+    import optuna
+
+    from regsweep.models import build_model, count_params, dense_kernels, kernel_norms
+
+    started = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    train, val, steps = input_pipelines(dataset, config.batch_size, seed)
+    model = build_model(config, dataset, steps_per_execution=steps)
+    history: dict[str, list[float]] = {"data_loss": [], "val_data_loss": [], "val_metric": []}
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        for key in history:
+            history[key].append(float(logs.get(key, math.nan)))
+        if not (math.isfinite(logs.get("loss", math.nan)) and math.isfinite(logs.get("val_data_loss", math.nan))):
+            raise NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}: loss={logs.get('loss')}, "
+                                     f"val_data_loss={logs.get('val_data_loss')}")
+        if trial is not None:
+            trial.report(logs["val_data_loss"], step=epoch)
+            if trial.should_prune():
+                model.stop_training = True
+                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+
+    callbacks = [
+        _epoch_callback(on_epoch),
+        keras.callbacks.EarlyStopping(monitor="val_data_loss", patience=config.patience, restore_best_weights=True),
+    ]
+    pruned: optuna.TrialPruned | None = None
+    try:
+        model.fit(train, validation_data=val, epochs=config.max_epochs, callbacks=callbacks, verbose=0)
+    except optuna.TrialPruned as exc:
+        pruned = exc
+    result = _result(config, model, history, started, count_params(model), kernel_norms(dense_kernels(model)))
+    if keep_model:
+        result.model = model
+    if pruned is not None:
+        if trial is not None:
+            record_result(trial, result)
+        raise pruned
+    return result
+
+
+def _result(config: TrialConfig, model: keras.Model, history: dict[str, list[float]], started: float,
+            n_params: int, norms: tuple[float, float]) -> TrainResult:
+    val_curve = history["val_data_loss"]
+    best = min(range(len(val_curve)), key=val_curve.__getitem__)
+    return TrainResult(
+        val_loss=val_curve[best], train_loss=history["data_loss"][best], val_metric=history["val_metric"][best],
+        best_epoch=best + 1, epochs=len(val_curve), n_params=n_params, weight_l1=norms[0], weight_l2=norms[1],
+        val_curve=val_curve, train_curve=history["data_loss"], val_metric_curve=history["val_metric"],
+        duration=time.perf_counter() - started,
+    )
+
+
+def record_result(trial: optuna.trial.BaseTrial, result: TrainResult) -> None:
+    """Store a result's attributes as the trial's user attributes."""
+    for key, value in result.attrs().items():
+        trial.set_user_attr(key, value)
+
+
+def free_keras_memory() -> None:
+    """Drop the Keras graph state between trials so a worker's memory stays flat."""
+    import keras
+
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
+
+
+def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *, seed: int = 0) -> float:
+    """Optuna objective: sample a config, train it, record attributes, return ``val_loss``.
+
+    The Keras seed of a trial is ``seed + trial.number``, so a trial is reproducible on its own.
+    """
+    config = suggest(trial, space)
+    try:
+        result = train_config(config, dataset, seed=seed + trial.number, trial=trial)
+    except NonFiniteLossError as exc:
+        trial.set_user_attr("fail_reason", str(exc))
+        raise
+    finally:
+        free_keras_memory()
+    record_result(trial, result)
+    _logger.info("trial %d: val_loss=%.4f after %d epochs", trial.number, result.val_loss, result.epochs)
+    return result.val_loss

@@ -1,0 +1,137 @@
+"""The leaderboard: one row per trial as a pandas DataFrame, and its exports.
+
+Example:
+    >>> board = leaderboard(study)  # doctest: +SKIP
+    >>> board[["rank", "val_loss", "regularizer"]].head()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regsweep.errors import SettingsError
+from regsweep.space import CORE_PARAMS
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+COLUMNS = ("rank", "trial", "state", "val_loss", "val_metric", "train_loss", "gap", *CORE_PARAMS,
+           "n_params", "epochs", "duration")
+STATES = ("finished", "complete", "pruned", "failed", "all")
+FORMATS = ("csv", "md", "html", "json")
+
+
+def _state_filter(state: str) -> tuple[str, ...]:
+    return {
+        "finished": ("COMPLETE", "PRUNED"), "complete": ("COMPLETE",), "pruned": ("PRUNED",),
+        "failed": ("FAIL",), "all": ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"),
+    }[state]
+
+
+def _duration(trial: optuna.trial.FrozenTrial) -> float:
+    if trial.datetime_start and trial.datetime_complete:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return math.nan
+
+
+def trial_row(trial: optuna.trial.FrozenTrial, extra_params: list[str]) -> dict[str, Any]:
+    """The leaderboard row of one trial."""
+    attrs = trial.user_attrs
+    row: dict[str, Any] = {
+        "trial": trial.number, "state": trial.state.name.lower(),
+        "val_loss": attrs.get("val_loss", trial.value if trial.value is not None else math.nan),
+        "val_metric": attrs.get("val_metric", math.nan), "train_loss": attrs.get("train_loss", math.nan),
+        "gap": attrs.get("gap", math.nan),
+    }
+    for name in CORE_PARAMS:
+        row[name] = trial.params.get(name, 0.0 if name == "lam" else None)
+    for name in extra_params:
+        row[name] = trial.params.get(name)
+    row.update({"n_params": attrs.get("n_params"), "epochs": attrs.get("epochs"), "duration": _duration(trial)})
+    for name in ("val_loss_std", "repeats", "pack", "fail_reason"):
+        if name in attrs:
+            row[name] = attrs[name]
+    return row
+
+
+def leaderboard(study: optuna.Study, *, state: str = "finished", sort_by: str = "val_loss",
+                ascending: bool = True, top: int | None = None) -> pd.DataFrame:
+    """One row per trial, best first.
+
+    Args:
+        study: an Optuna study made by regsweep.
+        state: ``finished`` (complete + pruned, the default), ``complete``, ``pruned``, ``failed`` or ``all``.
+        sort_by: any column; ``rank`` follows this order.
+        top: keep only the first ``top`` rows.
+
+    Returns:
+        Columns ``rank, trial, state, val_loss, val_metric, train_loss, gap, regularizer, lam,
+        dropout, depth, width, patience, [searched options], n_params, epochs, duration``.
+    """
+    import pandas as pd
+
+    if state not in STATES:
+        raise SettingsError(f"state: got {state!r}; allowed: one of {STATES}")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise SettingsError(f"top: got {top!r}; allowed: an int >= 1")
+    wanted = _state_filter(state)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name in wanted]
+    extra = sorted({p for t in trials for p in t.params} - set(CORE_PARAMS))
+    rows = [trial_row(t, extra) for t in trials]
+    columns = ["trial", "state", "val_loss", "val_metric", "train_loss", "gap", *CORE_PARAMS, *extra,
+               "n_params", "epochs", "duration"]
+    columns += sorted({k for r in rows for k in r} - set(columns))
+    frame = pd.DataFrame(rows, columns=columns)
+    if sort_by not in frame.columns and sort_by != "rank":
+        raise SettingsError(f"sort_by: got {sort_by!r}; allowed: one of {list(frame.columns)}")
+    if sort_by != "rank" and len(frame):
+        frame = frame.sort_values([sort_by, "trial"], ascending=[ascending, True], na_position="last", kind="stable")
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    frame = frame.reset_index(drop=True)
+    return frame.head(top) if top else frame
+
+
+def regularizer_summary(board: pd.DataFrame) -> pd.DataFrame:
+    """Best, median and count of ``val_loss`` per regularizer kind: which penalty helps here."""
+    import pandas as pd
+
+    if board.empty:
+        return pd.DataFrame(columns=["regularizer", "best", "median", "count"])
+    grouped = board.groupby("regularizer")["val_loss"]
+    summary = pd.DataFrame({"best": grouped.min(), "median": grouped.median(), "count": grouped.count()})
+    return summary.sort_values("best").reset_index()
+
+
+def to_text(board: pd.DataFrame, fmt: str) -> str:
+    """Render a leaderboard as ``csv``, ``md`` (Markdown), ``html`` or ``json`` text."""
+    if fmt not in FORMATS:
+        raise SettingsError(f"format: got {fmt!r}; allowed: one of {FORMATS}")
+    if fmt == "csv":
+        return board.to_csv(index=False)
+    if fmt == "md":
+        return board.to_markdown(index=False, floatfmt=".4g") + "\n"
+    if fmt == "html":
+        return board.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
+    return board.to_json(orient="records", indent=1) + "\n"
+
+
+def export(board: pd.DataFrame, fmt: str, path: str | Path | None = None) -> str:
+    """Write a leaderboard to ``path`` (or return the text when ``path`` is None)."""
+    text = to_text(board, fmt)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    return text
+
+
+def console_table(board: pd.DataFrame, top: int = 10) -> str:
+    """A compact plain-text table for the end of a sweep."""
+    if board.empty:
+        return "(no finished trials)"
+    shown = board.head(top).copy()
+    keep = [c for c in ("rank", "trial", "state", "val_loss", "val_metric", "gap", "regularizer", "lam", "dropout",
+                        "depth", "width", "patience", "n_params", "epochs") if c in shown.columns]
+    return shown[keep].to_string(index=False, float_format=lambda v: f"{v:.4g}")

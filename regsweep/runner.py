@@ -1,0 +1,559 @@
+"""Running a sweep: exact totals, resume, worker processes, signals and progress.
+
+The parent process creates (or reloads) the study, then runs W workers that share it
+through its storage. Each worker loops: claim a trial if the study is short of its total,
+train it, tell the study. Totals are kept in the storage, so running the same command
+again after an interruption finishes only the missing trials.
+
+Example:
+    >>> from regsweep import SearchSpace, run_sweep
+    >>> from regsweep.data import make_rings
+    >>> study = run_sweep(SearchSpace(max_epochs=5), make_rings(200), study="demo", trials=4)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regsweep import __version__
+from regsweep.errors import AllTrialsFailedError, RegsweepError, SettingsError
+from regsweep.space import SearchSpace
+from regsweep.storage import (
+    OWNER_ATTR, check_storage_url, check_study_name, check_writable_dir, count_states, default_storage_url,
+    fail_orphaned_trials, heartbeat, load_study, open_study, owner_tag, redact, study_dir, study_meta,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+    from regsweep.data import Dataset
+
+_logger = logging.getLogger(__name__)
+
+PRUNERS = ("none", "median", "hyperband")
+SAMPLERS = ("tpe", "random")
+FAIL_REASON = "fail_reason"
+
+
+class SweepInterrupted(RegsweepError, KeyboardInterrupt):
+    """The sweep was stopped by a signal; running the same command again resumes it."""
+
+
+class _StopNow(BaseException):
+    """Raised inside a worker by SIGTERM (or a second Ctrl-C) to abandon the running trial."""
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How to run a sweep (what to search is the :class:`~regsweep.space.SearchSpace`).
+
+    Args:
+        study: study name. storage: Optuna storage URL (default ``sqlite:///studies/<study>.db``).
+        trials: finished trials (complete + pruned) the study must end with, in total.
+        workers: worker processes; each caps TensorFlow at ``cores // workers`` threads.
+        seed: base seed for the sampler (worker i uses ``seed + i``) and for Keras (``seed + trial``).
+        out: folder for plots and exports (default: ``studies/<study>/``).
+        pruner: ``median`` (default), ``hyperband`` or ``none``.
+        sampler: ``tpe`` (default) or ``random``.
+        recycle_after: a worker process is replaced after this many trials (bounds memory).
+        max_failures_in_a_row: stop when this many trials fail one after another.
+        progress: show a progress display (``None``: rich on a terminal, log lines otherwise).
+    """
+
+    study: str = "sweep"
+    storage: str | None = None
+    trials: int = 30
+    workers: int = 1
+    seed: int = 0
+    out: str | None = None
+    pruner: str = "median"
+    sampler: str = "tpe"
+    recycle_after: int = 100
+    max_failures_in_a_row: int = 10
+    progress: bool | None = None
+    threads_per_worker: int | None = None
+
+    def __post_init__(self) -> None:
+        check_study_name(self.study)
+        if self.storage is not None:
+            check_storage_url(self.storage)
+        for name, low in (("trials", 1), ("workers", 1), ("recycle_after", 1), ("max_failures_in_a_row", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SettingsError(f"{name}: got {value!r}; allowed: an int >= {low}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise SettingsError(f"seed: got {self.seed!r}; allowed: an int >= 0")
+        if self.threads_per_worker is not None and (not isinstance(self.threads_per_worker, int) or self.threads_per_worker < 1):
+            raise SettingsError(f"threads_per_worker: got {self.threads_per_worker!r}; allowed: an int >= 1")
+        if self.pruner not in PRUNERS:
+            raise SettingsError(f"pruner: got {self.pruner!r}; allowed: one of {PRUNERS}")
+        if self.sampler not in SAMPLERS:
+            raise SettingsError(f"sampler: got {self.sampler!r}; allowed: one of {SAMPLERS}")
+        if self.out is not None:
+            check_writable_dir(self.out, "out")
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or default_storage_url(self.study)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else study_dir(self.storage_url, self.study)
+
+    @property
+    def threads(self) -> int:
+        """TensorFlow intra-op threads per worker: the cores shared out among workers."""
+        return self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+
+
+def default_workers() -> int:
+    """One worker per core."""
+    return os.cpu_count() or 1
+
+
+# -- samplers and pruners ---------------------------------------------------------------------------
+def make_sampler(name: str, seed: int, *, parallel: bool = False) -> optuna.samplers.BaseSampler:
+    """TPE (with the constant liar when workers run in parallel) or random search."""
+    import optuna
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, constant_liar=parallel)
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    """``median`` prunes a trial below the median after 5 complete trials and 3 epochs."""
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=2, max_resource=max_epochs)
+    return optuna.pruners.NopPruner()
+
+
+# -- the worker ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker process needs, small and picklable (no arrays)."""
+
+    storage_url: str
+    study_name: str
+    space: dict[str, Any]
+    data_source: dict[str, Any]
+    total: int
+    seed: int
+    sampler: str
+    pruner: str
+    threads: int | None
+    index: int = 0
+    parallel: bool = False
+    recycle_after: int = 100
+    max_failures_in_a_row: int = 10
+    tf_threads_attr: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def failures_in_a_row(study: optuna.Study) -> int:
+    """How many trials failed since the last finished one (interrupted and surplus ones excluded)."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            and not t.user_attrs.get("not_counted")]
+    done.sort(key=lambda t: t.datetime_complete or t.datetime_start)
+    count = 0
+    for trial in reversed(done):
+        if trial.state != TrialState.FAIL:
+            break
+        count += 1
+    return count
+
+
+def claim_trials(study: optuna.Study, total: int, k: int = 1) -> list[optuna.Trial]:
+    """Ask for up to ``k`` trials if the study is short of ``total``; never overshoot.
+
+    Dead workers' trials are failed first (and queued for retry). A trial asked by two
+    workers racing for the last slot is told FAIL with ``not_counted`` and dropped.
+    """
+    from optuna.trial import TrialState
+
+    fail_orphaned_trials(study)
+    counts = count_states(study)
+    free = total - counts["finished"] - counts["RUNNING"]
+    claimed = []
+    for _ in range(max(0, min(k, free))):
+        trial = study.ask()
+        study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner_tag())
+        claimed.append(trial)
+    if not claimed:
+        return []
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    running = sorted(t.number for t in trials if t.state == TrialState.RUNNING)
+    kept = []
+    for trial in claimed:
+        if finished + running.index(trial.number) < total:
+            kept.append(trial)
+        else:
+            study._storage.set_trial_user_attr(trial._trial_id, "not_counted", True)
+            study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, "surplus: the study reached its total")
+            study.tell(trial, state=TrialState.FAIL)
+    return kept
+
+
+def _retry_later(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """Fail an interrupted trial and queue a retry with the same parameters."""
+    from optuna.trial import TrialState
+
+    study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
+    study._storage.set_trial_user_attr(trial._trial_id, "not_counted", True)
+    study.tell(trial, state=TrialState.FAIL)
+    callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    if callback is not None:
+        callback(study, study._storage.get_trial(trial._trial_id))
+
+
+def run_one_trial(study: optuna.Study, trial: optuna.Trial, job: WorkerJob, space: SearchSpace, dataset: Dataset) -> None:
+    """Train one claimed trial and tell the study how it ended (COMPLETE, PRUNED or FAIL)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from regsweep.objective import objective
+
+    with heartbeat(study, [trial._trial_id]):
+        try:
+            value = objective(trial, space, dataset, seed=job.seed)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        except (_StopNow, KeyboardInterrupt):
+            _retry_later(study, trial, "interrupted")
+            raise
+        except Exception as exc:  # a bad trial must not kill its worker or the sweep
+            if FAIL_REASON not in trial.user_attrs:
+                trial.set_user_attr(FAIL_REASON, f"{type(exc).__name__}: {exc}"[:500])
+            _logger.warning("trial %d failed: %s", trial.number, exc)
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+
+
+def worker_loop(job: WorkerJob, stop: Any = None, on_trial: Any = None) -> int:
+    """Claim and run trials until the study has its total, ``stop`` is set or it is time to recycle.
+
+    Returns the number of trials this worker ran.
+    """
+    import optuna
+
+    from regsweep.data import load_dataset
+    from regsweep.objective import setup_tensorflow, tensorflow_threads
+
+    setup_tensorflow(job.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace.from_dict(job.space)
+    dataset = load_dataset(job.data_source)
+    study = load_study(job.storage_url, job.study_name)
+    study.sampler = make_sampler(job.sampler, job.seed + job.index, parallel=job.parallel)
+    study.pruner = make_pruner(job.pruner, space.max_epochs)
+    threads = tensorflow_threads()
+    ran = 0
+    while ran < job.recycle_after and not (stop is not None and stop.is_set()):
+        if failures_in_a_row(study) >= job.max_failures_in_a_row:
+            break
+        trials = claim_trials(study, job.total)
+        if not trials:
+            break
+        trial = trials[0]
+        if job.tf_threads_attr:
+            trial.set_user_attr("tf_intra_op_threads", threads["intra_op"])
+        trial.set_user_attr("worker", job.index)
+        run_one_trial(study, trial, job, space, dataset)
+        ran += 1
+        if on_trial is not None:
+            on_trial()
+    return ran
+
+
+def _worker_process_main(job: WorkerJob, stop: Any) -> None:
+    """Entry point of a spawned worker: Ctrl-C is the parent's business, SIGTERM stops now."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def stop_now(signum: int, frame: Any) -> None:
+        raise _StopNow()
+
+    signal.signal(signal.SIGTERM, stop_now)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        worker_loop(job, stop)
+    except _StopNow:
+        sys.exit(143)
+
+
+# -- progress --------------------------------------------------------------------------------------------
+class _Progress:
+    """Finished/total, best value, elapsed and ETA: rich on a terminal, log lines otherwise."""
+
+    def __init__(self, study: optuna.Study, total: int, enabled: bool | None) -> None:
+        self.study, self.total = study, total
+        self.started = time.monotonic()
+        self.start_count = count_states(study)["finished"]
+        self.last_line = -1
+        use_rich = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = None
+        if use_rich and enabled is not False and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                transient=False)
+            self.task = self.bar.add_task(study.study_name, total=total, completed=self.start_count, best="-")
+            self.bar.start()
+        self.quiet = enabled is False
+
+    def update(self) -> int:
+        counts = count_states(self.study)
+        done = counts["finished"]
+        best = _best_value(self.study)
+        best_text = "-" if best is None else f"{best:.4f}"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, best=best_text)
+        elif not self.quiet and done != self.last_line:
+            elapsed = time.monotonic() - self.started
+            new = done - self.start_count
+            eta = elapsed / new * (self.total - done) if new > 0 else float("nan")
+            _logger.info("%s: %d/%d finished (%d pruned, %d failed), best val_loss %s, elapsed %.0fs, eta %.0fs",
+                         self.study.study_name, done, self.total, counts["PRUNED"], counts["FAIL"], best_text, elapsed, eta)
+        self.last_line = done
+        return done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    from optuna.trial import TrialState
+
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return min(values) if values else None
+
+
+# -- the public verb ------------------------------------------------------------------------------------
+def prepare_data_source(dataset: Dataset, out_dir: Path) -> dict[str, Any]:
+    """The source a worker loads the data from; in-memory arrays are saved to ``out_dir/data.npz``."""
+    import numpy as np
+
+    if dataset.source is not None:
+        return dataset.source
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "data.npz"
+    np.savez(path, x_train=dataset.x_train, y_train=dataset.y_train, x_val=dataset.x_val, y_val=dataset.y_val)
+    return {"kind": "npz", "path": str(path.resolve()), "task": dataset.task}
+
+
+def study_metadata(space: SearchSpace, dataset: Dataset, settings: SweepSettings, sweep: str | None) -> dict[str, Any]:
+    """What the study records about itself (see :func:`regsweep.storage.study_meta`)."""
+    return {
+        "version": __version__, "sweep": sweep, "space": space.to_dict(), "data": dataset.describe(),
+        "total": settings.trials, "seed": settings.seed, "pruner": settings.pruner, "sampler": settings.sampler,
+    }
+
+
+def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None, **settings: Any) -> optuna.Study:
+    """Run (or resume) a sweep until its study has ``trials`` finished trials in total.
+
+    Args:
+        space: what to search. dataset: the data to train on.
+        sweep: the sweep's name, recorded in the study (e.g. ``rings``).
+        **settings: the fields of :class:`SweepSettings` (study, storage, trials, workers, seed, ...).
+
+    Returns:
+        The Optuna study.
+
+    Raises:
+        RegsweepError: bad input (nothing is written), a study made with another space or data.
+        SweepInterrupted: stopped by Ctrl-C/SIGTERM; run the same call again to resume.
+        AllTrialsFailedError: trials kept failing and none finished.
+    """
+    if not isinstance(space, SearchSpace):
+        raise SettingsError(f"space: got {type(space).__name__}; allowed: a regsweep.SearchSpace")
+    from regsweep.data import Dataset
+
+    if not isinstance(dataset, Dataset):
+        raise SettingsError(f"dataset: got {type(dataset).__name__}; allowed: a regsweep Dataset")
+    config = settings.pop("settings", None) or SweepSettings(**settings)
+    check_writable_dir(config.out_dir, "out")
+    meta = study_metadata(space, dataset, config, sweep)
+    if config.storage is None:
+        check_writable_dir(Path(default_storage_url(config.study)[len("sqlite:///"):]).parent, "storage")
+    study = open_study(config.storage_url, config.study, meta=meta)
+    source = prepare_data_source(dataset, config.out_dir)
+    if source != dataset.source:
+        study.set_user_attr("regsweep", {**study_meta(study), "data_source": source})
+    fail_orphaned_trials(study)
+    job = WorkerJob(
+        storage_url=config.storage_url, study_name=config.study, space=space.to_dict(), data_source=source,
+        total=config.trials, seed=config.seed, sampler=config.sampler, pruner=config.pruner,
+        threads=config.threads, parallel=config.workers > 1, recycle_after=config.recycle_after,
+        max_failures_in_a_row=config.max_failures_in_a_row,
+    )
+    if count_states(study)["finished"] >= config.trials:
+        _logger.info("study %s already has %d finished trials: nothing to do", config.study, config.trials)
+        return study
+    progress = _Progress(study, config.trials, config.progress)
+    try:
+        if config.workers == 1:
+            _run_in_process(job, progress)
+        else:
+            _run_processes(job, config.workers, progress)
+    finally:
+        progress.update()
+        progress.close()
+    return _check_outcome(study, config.trials)
+
+
+def _check_outcome(study: optuna.Study, total: int) -> optuna.Study:
+    counts = count_states(study)
+    if counts["finished"] == 0 and counts["FAIL"] > 0:
+        reasons = sorted({str(t.user_attrs.get(FAIL_REASON, "unknown")) for t in study.get_trials(deepcopy=False)
+                          if t.state.name == "FAIL"})
+        raise AllTrialsFailedError(
+            f"every trial failed ({counts['FAIL']} failed, none finished); reasons: {'; '.join(reasons)[:400]}"
+        )
+    if counts["finished"] < total:
+        _logger.warning("study %s stopped at %d of %d finished trials (%d failed in a row); "
+                        "run the same command again to resume", study.study_name, counts["finished"], total,
+                        failures_in_a_row(study))
+    return study
+
+
+class _SignalState:
+    """First signal: stop handing out trials. Second: stop at once."""
+
+    def __init__(self, stop: Any, on_second: Any) -> None:
+        self.stop, self.on_second, self.count = stop, on_second, 0
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalState:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        self.stop.set()
+        if self.count == 1:
+            _logger.warning("stopping: running trials finish, no new ones start (signal again to stop at once)")
+        else:
+            self.on_second()
+
+
+def _interrupted(study_name: str) -> SweepInterrupted:
+    return SweepInterrupted(f"interrupted: study {study_name!r} stopped early; run the same command again to resume")
+
+
+def _run_in_process(job: WorkerJob, progress: _Progress) -> None:
+    import threading
+
+    stop = threading.Event()
+
+    def stop_now() -> None:
+        raise _StopNow()
+
+    with _SignalState(stop, stop_now):
+        try:
+            while not stop.is_set():
+                ran = worker_loop(job, stop, on_trial=progress.update)
+                if ran < job.recycle_after:
+                    break
+        except _StopNow:
+            raise _interrupted(job.study_name) from None
+    if stop.is_set():
+        raise _interrupted(job.study_name)
+
+
+def _run_processes(job: WorkerJob, workers: int, progress: _Progress) -> None:
+    """Keep ``workers`` spawned processes busy until the study is done or a signal stops it."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    processes: dict[int, Any] = {}
+    restarts = 0
+
+    def terminate_all() -> None:
+        for process in processes.values():
+            if process.is_alive():
+                process.terminate()
+
+    def start(index: int) -> None:
+        worker_job = WorkerJob(**{**asdict(job), "index": index + 1000 * restarts})
+        process = context.Process(target=_worker_process_main, args=(worker_job, stop), name=f"regsweep-worker-{index}", daemon=False)
+        process.start()
+        processes[index] = process
+
+    with _SignalState(stop, terminate_all) as signals:
+        for index in range(workers):
+            start(index)
+        while processes:
+            for index, process in list(processes.items()):
+                process.join(timeout=0.5 / workers)
+                if process.is_alive():
+                    continue
+                del processes[index]
+                if stop.is_set():
+                    continue
+                if progress.update() >= job.total:
+                    continue
+                if process.exitcode == 0:
+                    if _worker_recycled(job):
+                        start(index)
+                elif restarts < 3 * workers:
+                    restarts += 1
+                    _logger.warning("worker %d exited with code %s; starting a new one", index, process.exitcode)
+                    start(index)
+                else:
+                    _logger.error("worker %d exited with code %s; too many worker crashes, not restarting",
+                                  index, process.exitcode)
+            progress.update()
+        if signals.count:
+            raise _interrupted(job.study_name)
+
+
+def _worker_recycled(job: WorkerJob) -> bool:
+    """A worker that exited cleanly while the study is short may have been recycled: restart it
+    unless trials are failing in a row (then the sweep stops)."""
+    study = load_study(job.storage_url, job.study_name, heartbeat=False)
+    counts = count_states(study)
+    return counts["finished"] + counts["RUNNING"] < job.total and failures_in_a_row(study) < job.max_failures_in_a_row
+
+
+def resume_sweep(*, study: str, storage: str | None = None, **settings: Any) -> optuna.Study:
+    """Resume a stopped sweep from what its study recorded (space, data, total, seed)."""
+    from regsweep.data import load_dataset
+
+    url = storage or default_storage_url(study)
+    existing = load_study(url, study, heartbeat=False)
+    meta = study_meta(existing)
+    if "space" not in meta:
+        raise SettingsError(f"study: {study!r} was not made by regsweep (no recorded space); allowed: a regsweep study")
+    source = meta.get("data_source") or meta["data"]["source"]
+    space = SearchSpace.from_dict(meta["space"])
+    dataset = load_dataset(source)
+    defaults = {"trials": meta["total"], "seed": meta.get("seed", 0), "pruner": meta.get("pruner", "median"),
+                "sampler": meta.get("sampler", "tpe")}
+    return run_sweep(space, dataset, sweep=meta.get("sweep"), study=study, storage=storage, **{**defaults, **settings})
+
+
+def redacted_storage(settings: SweepSettings) -> str:
+    return redact(settings.storage_url)

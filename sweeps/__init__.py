@@ -1,0 +1,1 @@
+"""Runnable sweep definitions: ``python -m sweeps.rings``, ``python -m sweeps.linear``, ..."""
