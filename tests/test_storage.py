@@ -1,0 +1,80 @@
+"""Storage URLs, study creation, mismatch protection and the definition of finished."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from regsweep import SearchSpace
+from regsweep.data import make_rings
+from regsweep.errors import StorageError, StudyMismatchError, StudyNotFoundError
+from regsweep.storage import (
+    check_storage_url, check_study_name, count_states, default_storage_url, load_study, open_study, redact,
+    sqlite_path,
+)
+
+
+def _meta(space=None, n=100):
+    return {"space": (space or SearchSpace()).to_dict(), "data": make_rings(n=n).describe(), "total": 5}
+
+
+def test_default_url_is_under_studies():
+    assert default_storage_url("rings") == "sqlite:///studies/rings.db"
+
+
+@pytest.mark.parametrize("url", ["studies/x.db", "redis://localhost/0", "sqlite://", "ftp://host/x", 42])
+def test_non_sql_urls_are_rejected(url):
+    with pytest.raises(StorageError, match="storage"):
+        check_storage_url(url)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "../up", "-dash", "x" * 200, None])
+def test_bad_study_names(name):
+    with pytest.raises(StorageError, match="study: got"):
+        check_study_name(name)
+
+
+def test_redact_hides_passwords():
+    assert redact("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert "s3cret" not in redact("could not connect to postgresql+psycopg2://u:s3cret@h/db, sorry")
+    assert redact("sqlite:///studies/a.db") == "sqlite:///studies/a.db"
+
+
+def test_open_study_records_meta_and_reopens(sqlite_url):
+    study = open_study(sqlite_url, "s", meta=_meta())
+    assert study.user_attrs["regsweep"]["total"] == 5
+    again = open_study(sqlite_url, "s", meta={**_meta(), "total": 9})
+    assert again.user_attrs["regsweep"]["total"] == 9
+    assert optuna.study.get_all_study_names(sqlite_url) == ["s"]
+
+
+def test_existing_study_with_other_space_or_data_is_refused(sqlite_url):
+    open_study(sqlite_url, "s", meta=_meta())
+    with pytest.raises(StudyMismatchError, match="different search space"):
+        open_study(sqlite_url, "s", meta=_meta(SearchSpace(depth=(1, 2))))
+    with pytest.raises(StudyMismatchError, match="different dataset"):
+        open_study(sqlite_url, "s", meta=_meta(n=200))
+    assert load_study(sqlite_url, "s").user_attrs["regsweep"]["total"] == 5
+
+
+def test_loading_never_creates_a_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    with pytest.raises(StudyNotFoundError, match="no database"):
+        load_study(url, "s")
+    assert not sqlite_path(url).exists()
+
+
+def test_missing_study_lists_existing_ones(sqlite_url):
+    open_study(sqlite_url, "present", meta=_meta())
+    with pytest.raises(StudyNotFoundError, match="existing: \\['present'\\]"):
+        load_study(sqlite_url, "absent")
+
+
+def test_finished_counts_complete_and_pruned_only(sqlite_url):
+    study = open_study(sqlite_url, "s", meta=_meta())
+    study.add_trial(optuna.create_trial(value=1.0))
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.PRUNED))
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL))
+    study.ask()  # RUNNING
+    counts = count_states(study)
+    assert (counts["finished"], counts["FAIL"], counts["RUNNING"]) == (2, 1, 1)
