@@ -84,6 +84,9 @@ def leaderboard(study: optuna.Study, *, state: str = "finished", sort_by: str = 
     columns = ["trial", "state", "val_loss", "val_metric", "train_loss", "gap", *CORE_PARAMS, *extra,
                "n_params", "epochs", "duration"]
     columns += sorted({k for r in rows for k in r} - set(columns))
+    if any("val_loss_std" in r for r in rows):  # repeats: mean ± std side by side
+        columns.remove("val_loss_std")
+        columns.insert(columns.index("val_loss") + 1, "val_loss_std")
     frame = pd.DataFrame(rows, columns=columns)
     if sort_by not in frame.columns and sort_by != "rank":
         raise SettingsError(f"sort_by: got {sort_by!r}; allowed: one of {list(frame.columns)}")
@@ -99,10 +102,22 @@ def regularizer_summary(board: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     if board.empty:
-        return pd.DataFrame(columns=["regularizer", "best", "median", "count"])
+        return pd.DataFrame(columns=["regularizer", "best", "median", "count", "best_trial"])
     grouped = board.groupby("regularizer")["val_loss"]
-    summary = pd.DataFrame({"best": grouped.min(), "median": grouped.median(), "count": grouped.count()})
+    summary = pd.DataFrame({"best": grouped.min(), "median": grouped.median(), "count": grouped.count(),
+                            "best_trial": board.loc[grouped.idxmin(), ["regularizer", "trial"]].set_index("regularizer")["trial"]})
     return summary.sort_values("best").reset_index()
+
+
+def with_std(board: pd.DataFrame) -> pd.DataFrame:
+    """For reading: ``val_loss`` as ``mean ± std`` text when trials were repeated (CSV/JSON keep numbers)."""
+    if "val_loss_std" not in board.columns:
+        return board
+    shown = board.copy()
+    text = [f"{m:.4g} ± {sd:.2g}" if sd == sd and sd is not None else f"{m:.4g}"
+            for m, sd in zip(board["val_loss"], board["val_loss_std"])]
+    shown["val_loss"] = text
+    return shown.drop(columns="val_loss_std").rename(columns={"val_loss": "val_loss (mean ± std)"})
 
 
 def to_text(board: pd.DataFrame, fmt: str) -> str:
@@ -112,10 +127,10 @@ def to_text(board: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return board.to_csv(index=False)
     if fmt == "md":
-        return board.to_markdown(index=False, floatfmt=".4g") + "\n"
+        return with_std(board).to_markdown(index=False, floatfmt=".4g") + "\n"
     if fmt == "html":
-        return board.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
-    return board.to_json(orient="records", indent=1) + "\n"
+        return with_std(board).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
+    return board.to_json(orient="records", indent=1, double_precision=15) + "\n"
 
 
 def export(board: pd.DataFrame, fmt: str, path: str | Path | None = None) -> str:
@@ -131,7 +146,8 @@ def console_table(board: pd.DataFrame, top: int = 10) -> str:
     """A compact plain-text table for the end of a sweep."""
     if board.empty:
         return "(no finished trials)"
-    shown = board.head(top).copy()
-    keep = [c for c in ("rank", "trial", "state", "val_loss", "val_metric", "gap", "regularizer", "lam", "dropout",
-                        "depth", "width", "patience", "n_params", "epochs") if c in shown.columns]
+    shown = with_std(board.head(top))
+    keep = [c for c in ("rank", "trial", "state", "val_loss", "val_loss (mean ± std)", "val_metric", "gap", "regularizer", "lam", "dropout",
+                        "depth", "width", "patience", "learning_rate", "batch_norm", "clipnorm", "augmentation",
+                        "n_params", "epochs") if c in shown.columns]  # the options appear only when searched
     return shown[keep].to_string(index=False, float_format=lambda v: f"{v:.4g}")

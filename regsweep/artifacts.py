@@ -1,0 +1,234 @@
+"""Trained models and learning-curve images of a study, in Optuna's artifact store.
+
+Artifacts live next to the study, in ``<study_dir>/artifacts`` (``studies/<study>/artifacts``
+for the default SQLite storage), in an :class:`optuna.artifacts.FileSystemArtifactStore`,
+so optuna-dashboard shows them:
+
+* each trial's learning curve (``trial-0007-curve.png``) is a *trial* artifact;
+* the trained model (``trial-0007-model.keras``) of every trial that enters the top
+  ``keep_top`` trials when it finishes (so every trial that becomes the best so far) is a
+  *study* artifact; models that drop out of the top ``keep_top`` are removed again (their
+  metadata is set to ``null``, as optuna-dashboard's own "delete" does).
+
+Example:
+    >>> model = load_best_model(study)  # doctest: +SKIP
+    >>> model.evaluate(dataset.x_val, dataset.y_val, return_dict=True)["data_loss"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regsweep.errors import SettingsError, StorageError
+
+if TYPE_CHECKING:
+    import keras
+    import optuna
+
+_logger = logging.getLogger(__name__)
+
+ARTIFACTS_PREFIX = "artifacts:"  # optuna.artifacts' system-attribute key prefix
+MODEL_ATTR = "model_artifact"
+CURVE_ATTR = "curve_artifact"
+_MODEL_FILE = re.compile(r"^trial-(\d+)-model\.keras$")
+
+
+# -- where artifacts live ----------------------------------------------------------------------------
+def storage_url(study: optuna.Study) -> str:
+    """The database URL of a study made on an RDB storage (SQLite, PostgreSQL, ...)."""
+    storage: Any = study._storage
+    for _ in range(3):
+        url = getattr(storage, "url", None)
+        if isinstance(url, str):
+            return url
+        storage = getattr(storage, "_backend", None)
+        if storage is None:
+            break
+    raise StorageError(f"study: {study.study_name!r} is not on a database storage; allowed: a study opened "
+                       "from a storage URL such as sqlite:///studies/NAME.db")
+
+
+def artifact_dir(study: optuna.Study) -> Path:
+    """``<study_dir>/artifacts``: next to the SQLite file, else ``studies/<study>/artifacts``."""
+    from regsweep.storage import study_dir
+
+    return (study_dir(storage_url(study), study.study_name) / "artifacts").resolve()
+
+
+def artifact_store(study: optuna.Study) -> optuna.artifacts.FileSystemArtifactStore:
+    """The study's file-system artifact store (its folder is created if missing)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    folder = artifact_dir(study)
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(folder)
+
+
+# -- saving --------------------------------------------------------------------------------------------
+def save_trial_artifacts(study: optuna.Study, trial: optuna.Trial, keras_model: keras.Model | None,
+                         result: Any, *, keep_top: int = 3) -> dict[str, str]:
+    """Upload a finished run's learning curve and, if it enters the top ``keep_top``, its model.
+
+    Call it before ``study.tell`` (the trial must still be running). Both the one-model-per-trial
+    objective and packed trials call this.
+
+    Args:
+        study: the study the trial belongs to.
+        trial: the running trial (``optuna.Trial`` from ``study.ask()`` or the objective).
+        keras_model: the trained model with its best weights, or ``None`` (pruned: curve only).
+        result: a :class:`~regsweep.objective.TrainResult` (``val_loss``, ``train_curve``, ``val_curve``).
+        keep_top: models kept in the store (the best ``keep_top`` complete trials).
+
+    Returns:
+        The artifact ids written, by kind (``curve``, ``model``).
+    """
+    store = artifact_store(study)
+    written = {"curve": save_learning_curve(study, trial, result.train_curve, result.val_curve, store=store)}
+    if keras_model is not None and keep_top > 0 and _enters_top(study, trial.number, result.val_loss, keep_top):
+        written["model"] = save_model(study, trial, keras_model, store=store)
+        prune_models(study, keep_top, running=(trial.number, result.val_loss))
+    return written
+
+
+def save_learning_curve(study: optuna.Study, trial: optuna.Trial, train_curve: list[float],
+                        val_curve: list[float], *, store: Any = None) -> str:
+    """Draw the trial's train/validation loss per epoch and upload it as a trial artifact."""
+    from optuna.artifacts import upload_artifact
+
+    from regsweep.plots import plot_trial_curve
+
+    store = store or artifact_store(study)
+    with tempfile.TemporaryDirectory(prefix="regsweep-") as tmp:
+        path = Path(tmp) / f"trial-{trial.number:04d}-curve.png"
+        plot_trial_curve(study.study_name, trial.number, train_curve, val_curve, path)
+        artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
+                                      storage=study._storage)
+    study._storage.set_trial_user_attr(trial._trial_id, CURVE_ATTR, artifact_id)
+    return artifact_id
+
+
+def save_model(study: optuna.Study, trial: optuna.Trial, keras_model: keras.Model, *, store: Any = None) -> str:
+    """Save ``keras_model`` as ``trial-NNNN-model.keras``, a study artifact; record its id on the trial."""
+    from optuna.artifacts import upload_artifact
+
+    store = store or artifact_store(study)
+    with tempfile.TemporaryDirectory(prefix="regsweep-") as tmp:
+        path = Path(tmp) / f"trial-{trial.number:04d}-model.keras"
+        keras_model.save(path)
+        artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study,
+                                      storage=study._storage, mimetype="application/octet-stream")
+    study._storage.set_trial_user_attr(trial._trial_id, MODEL_ATTR, artifact_id)
+    _logger.info("trial %d: saved its model as artifact %s", trial.number, artifact_id)
+    return artifact_id
+
+
+def _enters_top(study: optuna.Study, number: int, value: float, k: int) -> bool:
+    """Whether ``value`` ranks among the ``k`` best complete trials (ties count as in)."""
+    from optuna.trial import TrialState
+
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.value is not None and t.number != number]
+    return sum(v < value for v in values) < k
+
+
+# -- listing and pruning models ---------------------------------------------------------------------------
+def model_artifacts(study: optuna.Study) -> dict[int, str]:
+    """The stored models of a study: ``{trial number: artifact id}``."""
+    models: dict[int, str] = {}
+    for key, raw in study._storage.get_study_system_attrs(study._study_id).items():
+        if not key.startswith(ARTIFACTS_PREFIX):
+            continue
+        meta = json.loads(raw) if isinstance(raw, str) else raw
+        match = _MODEL_FILE.match(meta["filename"]) if isinstance(meta, dict) else None
+        if match:
+            models[int(match.group(1))] = meta["artifact_id"]
+    return models
+
+
+def prune_models(study: optuna.Study, keep_top: int, *, running: tuple[int, float] | None = None) -> list[int]:
+    """Remove models of finished trials outside the ``keep_top`` best complete trials.
+
+    Models of still-running trials are kept. ``running`` adds a running trial's
+    ``(number, value)`` to the ranking. Returns the trial numbers whose models were removed.
+    """
+    from optuna.artifacts.exceptions import ArtifactNotFound
+    from optuna.trial import TrialState
+
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    ranking = [(t.value, t.number) for t in trials.values() if t.state == TrialState.COMPLETE and t.value is not None]
+    if running is not None:
+        ranking.append((running[1], running[0]))
+    keep = {number for _, number in sorted(ranking)[:keep_top]}
+    store = artifact_store(study)
+    removed = []
+    for number, artifact_id in model_artifacts(study).items():
+        trial = trials.get(number)
+        if number in keep or trial is None or not trial.state.is_finished():
+            continue
+        try:
+            store.remove(artifact_id)
+        except ArtifactNotFound:
+            pass  # another worker removed it first
+        study._storage.set_study_system_attr(study._study_id, ARTIFACTS_PREFIX + artifact_id, json.dumps(None))
+        removed.append(number)
+    return removed
+
+
+# -- loading --------------------------------------------------------------------------------------------
+def _best_complete_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise SettingsError(f"study: {study.study_name!r} has no complete trial yet; allowed: a study with results")
+    return study.best_trial
+
+
+def model_artifact_id(study: optuna.Study, trial_number: int | None = None) -> tuple[int, str]:
+    """``(trial number, artifact id)`` of the stored model of a trial (default: the best trial)."""
+    number = _best_complete_trial(study).number if trial_number is None else trial_number
+    stored = model_artifacts(study)
+    if number not in stored:
+        kept = sorted(stored) or "none"
+        raise SettingsError(f"trial: {number} of study {study.study_name!r} has no stored model; allowed: a trial "
+                            f"with a saved model (stored: {kept}); models are saved for the top --keep-top trials")
+    return number, stored[number]
+
+
+def export_best_model(study: optuna.Study, path: str | Path, *, trial_number: int | None = None) -> Path:
+    """Copy the best trial's ``.keras`` model (or ``trial_number``'s) to ``path``.
+
+    Example:
+        >>> export_best_model(study, "best.keras")  # doctest: +SKIP
+    """
+    from optuna.artifacts import download_artifact
+
+    target = Path(path)
+    if target.suffix != ".keras":
+        raise SettingsError(f"export: got {str(target)!r}; allowed: a path ending in .keras")
+    _, artifact_id = model_artifact_id(study, trial_number)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    download_artifact(artifact_store=artifact_store(study), file_path=str(target), artifact_id=artifact_id)
+    return target
+
+
+def load_best_model(study: optuna.Study, *, trial_number: int | None = None) -> keras.Model:
+    """The best trial's trained model (or ``trial_number``'s), compiled, ready to ``predict``/``evaluate``.
+
+    Its ``evaluate`` on the validation data gives the trial's ``data_loss`` = the leaderboard's
+    ``val_loss`` (for ``--repeats`` > 1: the saved repeat's own ``model_val_loss``).
+
+    Example:
+        >>> model = regsweep.load_best_model(study)  # doctest: +SKIP
+    """
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="regsweep-") as tmp:
+        path = export_best_model(study, Path(tmp) / "model.keras", trial_number=trial_number)
+        return keras.models.load_model(path)

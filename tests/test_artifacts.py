@@ -1,0 +1,103 @@
+"""Saved models and learning curves in the study's artifact store; the best model reproduces its val_loss."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import regsweep
+from regsweep.artifacts import (
+    CURVE_ATTR, MODEL_ATTR, artifact_dir, export_best_model, model_artifacts, prune_models,
+)
+from regsweep.cli import main
+from regsweep.errors import SettingsError
+from regsweep.report import leaderboard
+
+pytestmark = pytest.mark.slow
+
+
+def _val_data_loss(model, dataset) -> float:
+    return model.evaluate(dataset.x_val, dataset.y_val, batch_size=4096, verbose=0, return_dict=True)["data_loss"]
+
+
+def test_artifacts_live_next_to_the_study(review_study):
+    folder = artifact_dir(review_study.study)
+    assert folder == (review_study.folder / "review" / "artifacts").resolve()
+    assert folder.is_dir()
+
+
+def test_every_finished_trial_has_its_learning_curve_png(review_study, tmp_path):
+    from optuna.artifacts import download_artifact, get_all_artifact_meta
+
+    from regsweep.artifacts import artifact_store
+
+    for trial in review_study.study.get_trials(states=None):
+        if trial.state.name != "COMPLETE":
+            continue
+        metas = get_all_artifact_meta(trial, storage=review_study.study._storage)
+        assert [m.filename for m in metas] == [f"trial-{trial.number:04d}-curve.png"]
+        assert metas[0].mimetype == "image/png" and metas[0].artifact_id == trial.user_attrs[CURVE_ATTR]
+        target = tmp_path / f"{trial.number}.png"
+        download_artifact(artifact_store=artifact_store(review_study.study), file_path=str(target),
+                          artifact_id=metas[0].artifact_id)
+        assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_models_of_the_top_three_are_kept_and_each_new_best_was_saved(review_study):
+    study = review_study.study
+    board = leaderboard(study)
+    stored = model_artifacts(study)
+    assert sorted(stored) == sorted(board["trial"].head(3))
+    for number, artifact_id in stored.items():
+        assert (artifact_dir(study) / artifact_id).is_file()
+    best_so_far = float("inf")
+    for trial in sorted(study.trials, key=lambda t: t.number):
+        if trial.state.name == "COMPLETE" and trial.value < best_so_far:
+            best_so_far = trial.value
+            assert MODEL_ATTR in trial.user_attrs, f"trial {trial.number} became the best but has no saved model"
+
+
+def test_load_best_model_reproduces_the_leaderboard_val_loss(review_study):
+    model = regsweep.load_best_model(review_study.study)
+    assert model.optimizer is not None and model.compiled
+    best = leaderboard(review_study.study).iloc[0]
+    assert _val_data_loss(model, review_study.dataset) == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+def test_cli_best_export_writes_the_best_model(review_study, tmp_path, capsys):
+    import keras
+
+    path = tmp_path / "out" / "best.keras"
+    assert main(["best", "--study", review_study.name, "--storage", review_study.url, "--export", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {path}" in out
+    best = json.loads(out[: out.rindex("}") + 1])
+    model = keras.models.load_model(path)
+    assert _val_data_loss(model, review_study.dataset) == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+def test_export_errors_name_the_problem(review_study, failed_study, tmp_path):
+    study = review_study.study
+    without_model = sorted(set(range(4)) - set(model_artifacts(study)))[0]
+    with pytest.raises(SettingsError, match=rf"trial: {without_model} .* no stored model"):
+        export_best_model(study, tmp_path / "x.keras", trial_number=without_model)
+    with pytest.raises(SettingsError, match=r"export: got .*model\.h5.*\.keras"):
+        export_best_model(study, tmp_path / "model.h5")
+    with pytest.raises(SettingsError, match="no complete trial"):
+        regsweep.load_best_model(failed_study.study)
+
+
+def test_prune_models_keeps_the_best_k(tmp_path):
+    from review_studies import make_study
+
+    made = make_study(tmp_path, "prune", trials=3, keep_top=3)
+    study = made.study
+    assert len(model_artifacts(study)) == 3
+    removed = prune_models(study, 1)
+    best = study.best_trial.number
+    assert sorted(removed) == sorted(set(range(3)) - {best})
+    assert list(model_artifacts(study)) == [best]
+    assert sorted(p.name for p in artifact_dir(study).iterdir() if p.name in model_artifacts(study).values()) == \
+        [model_artifacts(study)[best]]
+    assert _val_data_loss(regsweep.load_best_model(study), made.dataset) == pytest.approx(study.best_value, rel=1e-5)
