@@ -1,0 +1,220 @@
+"""The Dask backend: the same worker loops, run as tasks on Dask workers.
+
+``--backend dask`` alone starts a ``LocalCluster`` of ``--workers`` worker processes on
+this machine; ``--backend dask --scheduler tcp://HOST:PORT`` uses a running cluster
+(``dask scheduler`` plus ``dask worker`` processes on any hosts). Each Dask task runs
+:func:`regsweep.runner.worker_loop` against the study's storage, so the storage must be
+reachable from every worker: PostgreSQL for many hosts, SQLite only when all workers share
+this machine's file system. Totals stay exact because workers claim trials through the
+storage (see :func:`regsweep.runner.claim_trials`), not through Dask.
+
+Example:
+    >>> from regsweep import SearchSpace, run_sweep
+    >>> from regsweep.data import make_rings
+    >>> run_sweep(SearchSpace(max_epochs=5), make_rings(200), study="demo", trials=8,
+    ...           workers=2, backend="dask")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regsweep.errors import MissingDependencyError, RegsweepError, SettingsError
+from regsweep.storage import sqlite_path
+
+if TYPE_CHECKING:
+    from regsweep.runner import WorkerJob, _Progress
+
+_logger = logging.getLogger(__name__)
+
+_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss)://[^\s:/]+:\d{1,5}$")
+CONNECT_TIMEOUT = 10
+WORKERS_TIMEOUT = 60
+POLL_SECONDS = 1.0
+
+
+class DaskBackendError(RegsweepError, RuntimeError):
+    """The Dask cluster cannot run the sweep (unreachable scheduler, no workers, crashing tasks)."""
+
+
+def check_scheduler_address(address: Any, backend: str = "dask") -> str:
+    """A scheduler address is ``tcp://HOST:PORT`` (or tls/ucx/ws/wss) and needs ``backend='dask'``."""
+    if backend != "dask":
+        raise SettingsError(f"scheduler: got {address!r} with backend {backend!r}; allowed: only with backend "
+                            "'dask' (--backend dask --scheduler tcp://HOST:PORT)")
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise SettingsError(f"scheduler: got {address!r}; allowed: an address like tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
+    return address
+
+
+def import_distributed() -> Any:
+    """``dask.distributed``, or :class:`MissingDependencyError` naming the extra to install."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "backend: 'dask' needs dask.distributed, which is not installed; install it with: pip install 'regsweep[dask]'"
+        ) from exc
+    return distributed
+
+
+def shared_storage_url(url: str) -> str:
+    """The storage URL as workers elsewhere must see it: a relative SQLite path made absolute."""
+    path = sqlite_path(url)
+    if path is None or path.is_absolute():
+        return url
+    query = url.split("?", 1)[1] if "?" in url else ""
+    return f"sqlite:///{Path(path).resolve()}" + (f"?{query}" if query else "")
+
+
+# -- on the Dask worker ------------------------------------------------------------------------------
+def dask_worker_loop(job: WorkerJob, stop_name: str, threads_from_worker: bool = False) -> int:
+    """The Dask task: run :func:`~regsweep.runner.worker_loop` until the study has its total.
+
+    ``stop_name`` names a ``distributed.Event`` the parent sets to stop handing out trials.
+    With ``threads_from_worker``, TensorFlow gets this machine's cores divided by the Dask
+    worker's threads. Returns the number of trials this task ran.
+    """
+    from distributed import Event, get_worker
+
+    from regsweep.runner import worker_loop
+
+    if threads_from_worker:
+        nthreads = max(1, int(get_worker().state.nthreads))
+        job = replace(job, threads=max(1, (os.cpu_count() or 1) // nthreads))
+    return worker_loop(job, Event(stop_name))
+
+
+# -- in the parent --------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
+    """A client of the cluster at ``scheduler``, or of a new ``LocalCluster`` of ``workers`` processes."""
+    distributed = import_distributed()
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would drown the sweep's
+    if scheduler is None:
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None, memory_limit=0,
+                                           silence_logs=logging.WARNING)
+        client = distributed.Client(cluster)
+        _logger.info("dask: started a LocalCluster of %d worker processes at %s", workers, cluster.scheduler_address)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+        return
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise DaskBackendError(f"scheduler: cannot connect to {scheduler!r} within {CONNECT_TIMEOUT}s ({exc}); "
+                               "allowed: the address of a running dask scheduler") from exc
+    try:
+        try:
+            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise DaskBackendError(f"scheduler: {scheduler!r} has no workers after {WORKERS_TIMEOUT}s; "
+                                   "start some with: dask worker " + scheduler) from exc
+        yield client
+    finally:
+        client.close()
+
+
+def run_dask(job: WorkerJob, *, workers: int, scheduler: str | None, progress: _Progress) -> None:
+    """Run the sweep's worker loops as Dask tasks until the study has ``job.total`` finished trials.
+
+    With a LocalCluster, ``workers`` loops run (one per worker process); with a scheduler, one
+    loop per Dask worker thread (start workers with ``--nthreads 1`` for one trial per process).
+    """
+    if scheduler is not None and sqlite_path(job.storage_url) is not None:
+        _logger.warning("dask: the study is in SQLite; this works only if every Dask worker shares this "
+                        "machine's file system (use PostgreSQL for workers on other hosts)")
+    job = replace(job, storage_url=shared_storage_url(job.storage_url), parallel=True)
+    with dask_client(scheduler, workers) as client:
+        loops = workers if scheduler is None else max(1, sum(client.nthreads().values()))
+        _logger.info("dask: running %d worker loops for study %s", loops, job.study_name)
+        _TaskPool(client, job, threads_from_worker=scheduler is not None).run(loops, progress)
+
+
+class _TaskPool:
+    """Keeps ``loops`` worker-loop tasks going on the cluster; restarts recycled and crashed ones."""
+
+    def __init__(self, client: Any, job: WorkerJob, *, threads_from_worker: bool) -> None:
+        self.distributed = import_distributed()
+        self.client, self.job, self.threads_from_worker = client, job, threads_from_worker
+        self.stop = self.distributed.Event(f"regsweep-stop-{uuid.uuid4().hex}", client=client)
+        self.submitted = 0
+        self.crashes = 0
+
+    def submit(self) -> Any:
+        worker_job = replace(self.job, index=self.job.index + self.submitted)
+        self.submitted += 1
+        return self.client.submit(dask_worker_loop, worker_job, self.stop.name, self.threads_from_worker,
+                                  key=f"regsweep-{self.job.study_name}-{uuid.uuid4().hex[:12]}", pure=False)
+
+    def run(self, loops: int, progress: _Progress) -> None:
+        from regsweep.runner import _interrupted, _SignalState, _StopNow
+
+        asked = threading.Event()
+
+        def stop_now() -> None:
+            raise _StopNow()
+
+        futures = [self.submit() for _ in range(loops)]
+        with _SignalState(asked, stop_now) as signals:
+            try:
+                while futures:
+                    self._wait(futures)
+                    if asked.is_set() and not self.stop.is_set():
+                        self.stop.set()
+                    futures = self._collect(futures, loops, progress, stopping=asked.is_set())
+            except BaseException:  # _StopNow (second signal), a hopeless task error, KeyboardInterrupt
+                self.stop.set()
+                self.client.cancel(futures, force=True)
+                if signals.count:
+                    raise _interrupted(self.job.study_name) from None
+                raise
+        if signals.count:
+            raise _interrupted(self.job.study_name)
+
+    def _wait(self, futures: list[Any]) -> None:
+        try:
+            self.distributed.wait(futures, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            pass
+
+    def _collect(self, futures: list[Any], loops: int, progress: _Progress, *, stopping: bool) -> list[Any]:
+        """Drop finished tasks; start new ones while the study is short of its total."""
+        from regsweep.runner import _worker_recycled
+
+        running = [f for f in futures if not f.done()]
+        for future in (f for f in futures if f.done()):
+            if future.status != "finished":
+                self._crashed(future, loops)
+            if stopping or progress.update() >= self.job.total:
+                continue
+            if future.status != "finished" or _worker_recycled(self.job):
+                running.append(self.submit())
+        progress.update()
+        return running
+
+    def _crashed(self, future: Any, loops: int) -> None:
+        try:
+            exc = future.exception()
+        except BaseException as cancelled:  # a cancelled future (its worker was lost) has no exception
+            exc = cancelled
+        if isinstance(exc, RegsweepError):  # e.g. the data cannot be loaded on the worker: retrying will not help
+            raise exc
+        self.crashes += 1
+        _logger.warning("dask: a worker task failed (%s: %s)", type(exc).__name__, exc)
+        if self.crashes > 3 * loops:
+            raise DaskBackendError(f"dask: {self.crashes} worker tasks failed, the last with {type(exc).__name__}: "
+                                   f"{exc}; not restarting them")
