@@ -11,7 +11,8 @@ import importlib
 import importlib.util
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,9 @@ def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     logging.getLogger("regsweep").setLevel(level)
+    from regsweep.storage import redact_logs
+
+    redact_logs()
 
 
 def _add_study_args(parser: argparse.ArgumentParser, *, study_default: str | None = None) -> None:
@@ -88,6 +92,15 @@ def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) 
     parser.add_argument("--sampler", default="tpe", choices=("tpe", "random"), help="Optuna sampler (default: tpe)")
     parser.add_argument("--data", default=None, help="train on this .npz or .csv file instead of the sweep's data")
     parser.add_argument("--no-plots", action="store_true", help="skip writing plots at the end")
+    _add_backend_args(parser)
+    parser.add_argument("--worker-only", action="store_true",
+                        help="join the existing study --study in --storage as extra workers (e.g. on another host) "
+                             "and stop at its recorded total; ignores the space/data flags")
+    parser.add_argument("--repeats", type=_positive_int, default=1,
+                        help="train each configuration R times with different seeds; value = mean (default: 1)")
+    parser.add_argument("--keep-top", type=_non_negative_int, default=3,
+                        help="keep the trained models of the K best trials as artifacts (default: 3)")
+    _add_pack_arg(parser)
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show the progress bar")
@@ -100,7 +113,33 @@ def sweep_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The :func:`regsweep.run_sweep` keyword arguments given by the common sweep flags."""
     return {"study": args.study, "storage": args.storage, "trials": args.trials, "workers": args.workers,
             "seed": args.seed, "out": args.out, "pruner": args.pruner, "sampler": args.sampler,
-            "progress": args.progress}
+            "progress": args.progress, "repeats": getattr(args, "repeats", 1), "keep_top": getattr(args, "keep_top", 3),
+            "backend": getattr(args, "backend", "local"), "scheduler": getattr(args, "scheduler", None),
+            "pack": getattr(args, "pack", 1)}
+
+
+def _pack_value(text: str) -> int | str:
+    from regsweep.packing import check_pack
+
+    try:
+        return check_pack(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("pack: ")) from None
+
+
+def _add_pack_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pack", type=_pack_value, default=1, metavar="K|auto",
+                        help="train K trials together as one Keras graph per worker (faster for small models); "
+                             "auto picks K from the model size (default: 1, no packing)")
+
+
+def _add_backend_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="local", choices=("local", "dask"),
+                        help="local: worker processes here (default); dask: worker loops as Dask tasks "
+                             "(a LocalCluster of --workers processes, or the cluster at --scheduler)")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                        help="address of a running Dask scheduler (with --backend dask); the study's --storage "
+                             "must be reachable from its workers (PostgreSQL, or SQLite on a shared file system)")
 
 
 def finish_sweep(study: optuna.Study, out_dir: Path, *, plots: bool = True) -> None:
@@ -126,7 +165,9 @@ def finish_sweep(study: optuna.Study, out_dir: Path, *, plots: bool = True) -> N
 def sweep_main(name: str, space: SearchSpace, data: Callable[[argparse.Namespace], Dataset], *,
                argv: Sequence[str] | None = None, trials: int = 30,
                add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-               description: str | None = None) -> int:
+               description: str | None = None,
+               data_from_path: Callable[[str, argparse.Namespace], Dataset] | None = None,
+               after: Callable[[optuna.Study, Dataset, Path, argparse.Namespace], None] | None = None) -> int:
     """The ``main`` of a runnable sweep in ``sweeps/``: parse flags, run or resume, report.
 
     Args:
@@ -135,6 +176,9 @@ def sweep_main(name: str, space: SearchSpace, data: Callable[[argparse.Namespace
         data: builds the dataset from the parsed flags (``--data PATH`` overrides it).
         trials: the default ``--trials``.
         add_arguments: adds sweep-specific flags (e.g. ``--n`` for the data size).
+        data_from_path: reads ``--data PATH`` (default: ``.csv`` or ``.npz`` with x/y arrays).
+        after: called with ``(study, dataset, out_dir, args)`` after the leaderboard is written,
+            e.g. to put hand-picked models beside it.
     """
     parser = _Parser(prog=f"python -m sweeps.{name}", description=description)
     add_sweep_args(parser, study=name, trials=trials)
@@ -145,16 +189,40 @@ def sweep_main(name: str, space: SearchSpace, data: Callable[[argparse.Namespace
         from regsweep.data import from_csv, from_npz
         from regsweep.runner import SweepSettings, run_sweep
 
+        if getattr(args, "worker_only", False):
+            return _join(args)
         settings = SweepSettings(**sweep_settings(args))
-        if args.data:
+        if args.data and data_from_path is not None:
+            dataset = data_from_path(args.data, args)
+        elif args.data:
             dataset = from_csv(args.data) if str(args.data).lower().endswith(".csv") else from_npz(args.data)
         else:
             dataset = data(args)
-        study = run_sweep(space, dataset, sweep=name, settings=settings)
+        with flush_on_interrupt(settings.storage_url, settings.study, settings.out_dir):
+            study = run_sweep(space, dataset, sweep=name, settings=settings)
         finish_sweep(study, settings.out_dir, plots=not args.no_plots)
+        if after is not None:
+            after(study, dataset, settings.out_dir, args)
         return 0
 
     return _guarded(parser, argv, run)
+
+
+@contextmanager
+def flush_on_interrupt(storage_url: str, study_name: str, out_dir: Path) -> Iterator[None]:
+    """On Ctrl-C/SIGTERM, print and write the leaderboard of what finished, then let the interrupt through."""
+    from regsweep.runner import SweepInterrupted
+
+    try:
+        yield
+    except SweepInterrupted:
+        from regsweep.storage import load_study
+
+        try:
+            finish_sweep(load_study(storage_url, study_name, heartbeat=False), out_dir, plots=False)
+        except Exception as exc:  # flushing is best effort; the interrupt message matters more
+            _logger.warning("could not write the leaderboard: %s", exc)
+        raise
 
 
 def _guarded(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
@@ -218,12 +286,15 @@ def _import_sweep(target: str) -> Any:
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from regsweep.runner import resume_sweep, SweepSettings
+    from regsweep.storage import default_storage_url
 
-    settings: dict[str, Any] = {"workers": args.workers, "progress": args.progress}
+    settings: dict[str, Any] = {"workers": args.workers, "progress": args.progress, "pack": getattr(args, "pack", 1),
+                                "backend": args.backend, "scheduler": args.scheduler}
     if args.trials is not None:
         settings["trials"] = args.trials
-    study = resume_sweep(study=args.study, storage=args.storage, **settings)
     out = SweepSettings(study=args.study, storage=args.storage).out_dir
+    with flush_on_interrupt(args.storage or default_storage_url(args.study), args.study, out):
+        study = resume_sweep(study=args.study, storage=args.storage, **settings)
     finish_sweep(study, out, plots=not args.no_plots)
     return 0
 
@@ -266,9 +337,11 @@ def _cmd_best(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from regsweep.report import export, leaderboard
+    from regsweep.report import export, leaderboard, regularizer_summary
 
     board = leaderboard(_load(args), state=args.state, sort_by=args.sort, ascending=not args.descending, top=args.top)
+    if getattr(args, "summary", False):
+        board = regularizer_summary(board)
     text = export(board, args.format, args.output)
     if args.output is None:
         sys.stdout.write(text)
@@ -283,9 +356,46 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     study = _load(args)
     out = Path(args.out) if args.out else study_dir(args.storage or f"sqlite:///studies/{args.study}.db", args.study)
-    paths = write_plots(study, out, formats=tuple(args.format))
+    paths = write_plots(study, out, formats=tuple(args.format), which=tuple(getattr(args, "which", None) or ()) or None)
     for path in paths:
         print(path)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from regsweep.html_report import write_report
+    from regsweep.storage import default_storage_url, study_dir
+
+    study = _load(args)
+    out = Path(args.output) if args.output else study_dir(args.storage or default_storage_url(args.study), args.study) / "report.html"
+    path = write_report(study, out, top=args.top, plots=not args.no_plots)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from regsweep.dashboard import serve
+
+    def ready(url: str) -> None:
+        print(f"optuna-dashboard for study {args.study!r}: {url}  (Ctrl-C to stop)", flush=True)
+
+    try:
+        serve(_load(args), host=args.host, port=args.port, on_ready=ready)
+    except KeyboardInterrupt:
+        print("dashboard stopped", file=sys.stderr)
+    return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    """``regsweep worker`` and ``--worker-only``: join a study and train until it reaches its total."""
+    from regsweep.runner import join_sweep
+    from regsweep.storage import count_states, study_meta
+
+    study = join_sweep(study=args.study, storage=args.storage, workers=args.workers, backend=args.backend,
+                       scheduler=args.scheduler, progress=args.progress, wait=getattr(args, "wait", 0))
+    counts = count_states(study)
+    print(f"study {study.study_name!r}: {counts['finished']} of {study_meta(study).get('total', '?')} finished "
+          f"(complete {counts['COMPLETE']}, pruned {counts['PRUNED']}, failed {counts['FAIL']})")
     return 0
 
 
@@ -306,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_args(resume)
     resume.add_argument("--trials", type=_positive_int, default=None, help="new total (default: the recorded one)")
     resume.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default: 1)")
+    _add_pack_arg(resume)
+    _add_backend_args(resume)
     resume.add_argument("--no-plots", action="store_true", help="skip writing plots at the end")
     resume.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
     _add_verbosity(resume)
@@ -331,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="which trials (default: finished = complete + pruned)")
     board.add_argument("--sort", default="val_loss", help="column to sort by (default: val_loss)")
     board.add_argument("--descending", action="store_true", help="sort largest first")
+    board.add_argument("--summary", action="store_true",
+                       help="per-regularizer summary (best, median, count of val_loss) instead of one row per trial")
     _add_verbosity(board)
     board.set_defaults(func=_cmd_leaderboard)
 
@@ -338,8 +452,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_args(plot)
     plot.add_argument("--out", default=None, help="folder (default: studies/<study>/)")
     plot.add_argument("--format", nargs="+", default=["png"], choices=("png", "svg"), help="file formats (default: png)")
+    plot.add_argument("--which", nargs="+", default=None,
+                      choices=("complexity", "learning_curves", "history", "importances"),
+                      help="only these plots (default: all four)")
     _add_verbosity(plot)
     plot.set_defaults(func=_cmd_plot)
+
+    report = sub.add_parser("report", help="one self-contained HTML file: leaderboard, plots, space, metadata")
+    _add_study_args(report)
+    report.add_argument("-o", "--output", default=None, help="file to write (default: studies/<study>/report.html)")
+    report.add_argument("--top", type=_positive_int, default=None, help="only the best K leaderboard rows")
+    report.add_argument("--no-plots", action="store_true", help="leave the plots out")
+    _add_verbosity(report)
+    report.set_defaults(func=_cmd_report)
+
+    dashboard = sub.add_parser("dashboard", help="optuna-dashboard on the study, with its learning-curve artifacts")
+    _add_study_args(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    dashboard.add_argument("--port", type=_non_negative_int, default=8080, help="port (default: 8080; 0 = any free port)")
+    _add_verbosity(dashboard)
+    dashboard.set_defaults(func=_cmd_dashboard)
+
+    worker = sub.add_parser("worker", help="join an existing study (e.g. from another host) until it has its total",
+                            description="Join a study created elsewhere: train its recorded space on its recorded "
+                                        "data until it has its recorded total of finished trials. Start as many as "
+                                        "you like, on any host that reaches --storage (PostgreSQL for many hosts).")
+    _add_study_args(worker)
+    worker.add_argument("--workers", type=_positive_int, default=1, help="worker processes on this host (default: 1)")
+    worker.add_argument("--wait", type=_non_negative_int, default=0, metavar="SECONDS",
+                        help="wait up to SECONDS for the study to be created (default: 0, fail at once)")
+    _add_backend_args(worker)
+    worker.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
+    _add_verbosity(worker)
+    worker.set_defaults(func=_join)
     return parser
 
 

@@ -15,10 +15,13 @@ if TYPE_CHECKING:
     from regsweep.space import TrialConfig
 
 
-def make_regularizer(kind: str, lam: float) -> Any:
-    """The Keras kernel regularizer for ``kind`` (``l1_l2`` puts λ on both terms)."""
+def make_regularizer(kind: str, lam: float, *, l1: float | None = None, l2: float | None = None) -> Any:
+    """The Keras kernel regularizer for ``kind`` (``l1_l2`` puts λ on both terms unless
+    ``l1``/``l2`` give each term its own strength, as the notes' ``l1_l2(l1=1e-6, l2=1e-5)``)."""
     import keras
 
+    if kind == "l1_l2" and (l1 is not None or l2 is not None):
+        return keras.regularizers.L1L2(l1=lam if l1 is None else l1, l2=lam if l2 is None else l2)
     if kind == "none" or lam == 0:
         return None
     if kind == "l1":
@@ -60,7 +63,9 @@ def hidden_layers(config: TrialConfig, *, prefix: str = "") -> list[Any]:
     for i in range(config.depth):
         layers.append(keras.layers.Dense(
             config.width, activation=None if config.batch_norm else config.activation,
-            kernel_regularizer=make_regularizer(config.regularizer, config.lam), name=f"{prefix}dense_{i}",
+            kernel_regularizer=make_regularizer(config.regularizer, config.lam, l1=config.extras.get("l1"),
+                                                l2=config.extras.get("l2")),
+            name=f"{prefix}dense_{i}",
         ))
         if config.batch_norm:
             layers.append(keras.layers.BatchNormalization(name=f"{prefix}batch_norm_{i}"))

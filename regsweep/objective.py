@@ -57,6 +57,7 @@ class TrainResult:
     val_metric_curve: list[float]
     duration: float
     model: Any = field(default=None, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. val_loss_std and repeats (see train_repeats)
 
     @property
     def gap(self) -> float:
@@ -69,7 +70,7 @@ class TrainResult:
             "val_metric": self.val_metric, "epochs": self.epochs, "best_epoch": self.best_epoch,
             "n_params": self.n_params, "weight_l1": self.weight_l1, "weight_l2": self.weight_l2,
             "val_curve": self.val_curve, "train_curve": self.train_curve,
-            "val_metric_curve": self.val_metric_curve, "train_seconds": self.duration,
+            "val_metric_curve": self.val_metric_curve, "train_seconds": self.duration, **self.extra,
         }
 
 
@@ -79,11 +80,8 @@ def setup_tensorflow(threads: int | None = None) -> None:
     Args:
         threads: intra-op threads per process (inter-op gets 1 when capped); ``None`` keeps TF's default.
     """
-    import warnings
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed, but will be ignored.*")
     if threads is not None:
         for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
             os.environ[name] = str(threads)
@@ -106,26 +104,36 @@ def tensorflow_threads() -> dict[str, int]:
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
-_INPUT_CACHE: dict[tuple[int, int, int], tuple[Any, Any, int]] = {}
+_INPUT_CACHE: dict[int, tuple[Any, Any]] = {}
 
 
 def input_pipelines(dataset: Dataset, batch_size: int, seed: int) -> tuple[Any, Any, int]:
     """In-memory ``tf.data`` pipelines for training (reshuffled each epoch) and validation.
 
-    Built once per dataset and batch size in a process and reused by later trials.
+    The tensors are made once per dataset in a process and reused by later trials; the
+    shuffle is rebuilt per call, so the batch order depends only on ``seed``.
     Returns ``(train, validation, steps_per_epoch)``.
     """
     import tensorflow as tf
 
-    key = (id(dataset), batch_size, seed)
+    key = id(dataset)
     if key not in _INPUT_CACHE:
-        n = len(dataset.x_train)
-        train = (tf.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train)).cache()
-                 .shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2))
-        val = tf.data.Dataset.from_tensor_slices((dataset.x_val, dataset.y_val)).batch(4096).cache()
         _INPUT_CACHE.clear()
-        _INPUT_CACHE[key] = (train, val, math.ceil(n / batch_size))
-    return _INPUT_CACHE[key]
+        _INPUT_CACHE[key] = (
+            tf.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train)).cache(),
+            tf.data.Dataset.from_tensor_slices((dataset.x_val, dataset.y_val)).batch(4096).cache(),
+        )
+    base, val = _INPUT_CACHE[key]
+    n = len(dataset.x_train)
+    train = base.shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
+    return train, val, math.ceil(n / batch_size)
+
+
+def _quiet_keras() -> None:
+    import warnings
+
+    # regsweep shuffles in the tf.data pipeline itself; Keras warns that fit's shuffle is ignored.
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed, but will be ignored.*")
 
 
 def _epoch_callback(on_epoch: Any) -> Any:
@@ -152,6 +160,7 @@ def train_config(config: TrialConfig, dataset: Dataset, *, seed: int = 0,
     from regsweep.models import build_model, count_params, dense_kernels, kernel_norms
 
     started = time.perf_counter()
+    _quiet_keras()
     keras.utils.set_random_seed(seed)
     train, val, steps = input_pipelines(dataset, config.batch_size, seed)
     model = build_model(config, dataset, steps_per_execution=steps)
@@ -214,19 +223,75 @@ def free_keras_memory() -> None:
     gc.collect()
 
 
-def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *, seed: int = 0) -> float:
+REPEAT_SEED_STRIDE = 1_000_003  # repeat r of a trial trains with seed + trial.number + r * stride
+
+
+def train_repeats(config: TrialConfig, dataset: Dataset, *, seed: int = 0, repeats: int = 1,
+                  trial: optuna.trial.Trial | None = None, keep_model: bool = False) -> TrainResult:
+    """Train ``config`` ``repeats`` times with different seeds; the result's ``val_loss`` is the mean.
+
+    Repeat 0 uses ``seed`` and reports to ``trial`` (pruning); repeat r uses ``seed + r * 1000003``.
+    With ``repeats > 1`` the result is the repeat whose ``val_loss`` is closest to the mean (its
+    curves, epochs and model), with ``val_loss``, ``train_loss`` and ``val_metric`` replaced by the
+    means and ``extra`` holding ``val_loss_std`` (sample std), ``val_losses``, ``repeats`` and
+    ``model_val_loss`` (the chosen repeat's own value, which its saved model reproduces).
+    """
+    import statistics
+
+    runs = [train_config(config, dataset, seed=seed + r * REPEAT_SEED_STRIDE, trial=trial if r == 0 else None,
+                         keep_model=keep_model) for r in range(repeats)]
+    if repeats == 1:
+        return runs[0]
+    losses = [run.val_loss for run in runs]
+    mean = statistics.fmean(losses)
+    chosen = min(runs, key=lambda run: abs(run.val_loss - mean))
+    chosen.extra = {"val_loss_std": statistics.stdev(losses), "val_losses": losses, "repeats": repeats,
+                    "model_val_loss": chosen.val_loss}
+    chosen.val_loss = mean
+    chosen.train_loss = statistics.fmean(run.train_loss for run in runs)
+    chosen.val_metric = statistics.fmean(run.val_metric for run in runs)
+    return chosen
+
+
+def _save_artifacts(trial: optuna.trial.Trial, result: TrainResult | None, keep_top: int) -> None:
+    """Upload the learning curve (and the model, if it enters the top ``keep_top``); never fails the trial."""
+    from regsweep.artifacts import save_learning_curve, save_trial_artifacts
+
+    try:
+        if result is not None:
+            save_trial_artifacts(trial.study, trial, result.model, result, keep_top=keep_top)
+        elif "val_curve" in trial.user_attrs:  # pruned: curves were recorded on the trial
+            save_learning_curve(trial.study, trial, trial.user_attrs["train_curve"], trial.user_attrs["val_curve"])
+    except Exception:  # an artifact problem (disk, plotting) must not lose the trial's result
+        _logger.warning("trial %d: could not save its artifacts", trial.number, exc_info=True)
+
+
+def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *, seed: int = 0,
+              repeats: int = 1, keep_top: int = 3, artifacts: bool = True) -> float:
     """Optuna objective: sample a config, train it, record attributes, return ``val_loss``.
 
     The Keras seed of a trial is ``seed + trial.number``, so a trial is reproducible on its own.
+    With ``repeats`` > 1 the value is the mean over repeats (see :func:`train_repeats`). With
+    ``artifacts``, the learning curve and (for the top ``keep_top``) the model are saved in the
+    study's artifact store (see :mod:`regsweep.artifacts`).
     """
+    import optuna
+
     config = suggest(trial, space)
     try:
-        result = train_config(config, dataset, seed=seed + trial.number, trial=trial)
+        result = train_repeats(config, dataset, seed=seed + trial.number, repeats=repeats, trial=trial,
+                               keep_model=artifacts)
+        record_result(trial, result)
+        if artifacts:
+            _save_artifacts(trial, result, keep_top)
+    except optuna.TrialPruned:
+        if artifacts:
+            _save_artifacts(trial, None, keep_top)
+        raise
     except NonFiniteLossError as exc:
         trial.set_user_attr("fail_reason", str(exc))
         raise
     finally:
         free_keras_memory()
-    record_result(trial, result)
     _logger.info("trial %d: val_loss=%.4f after %d epochs", trial.number, result.val_loss, result.epochs)
     return result.val_loss

@@ -19,6 +19,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +29,8 @@ from regsweep import __version__
 from regsweep.errors import AllTrialsFailedError, RegsweepError, SettingsError
 from regsweep.space import SearchSpace
 from regsweep.storage import (
-    OWNER_ATTR, check_storage_url, check_study_name, check_writable_dir, count_states, default_storage_url,
-    fail_orphaned_trials, heartbeat, load_study, open_study, owner_tag, redact, study_dir, study_meta,
+    OWNER_ATTR, check_sqlite_location, check_storage_url, check_study_name, check_writable_dir, count_states, default_storage_url,
+    fail_orphaned_trials, heartbeat, load_study, open_study, owner_tag, redact, redact_logs, study_dir, study_meta,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ _logger = logging.getLogger(__name__)
 
 PRUNERS = ("none", "median", "hyperband")
 SAMPLERS = ("tpe", "random")
+BACKENDS = ("local", "dask")
 FAIL_REASON = "fail_reason"
 
 
@@ -49,6 +52,40 @@ class SweepInterrupted(RegsweepError, KeyboardInterrupt):
 
 class _StopNow(BaseException):
     """Raised inside a worker by SIGTERM (or a second Ctrl-C) to abandon the running trial."""
+
+
+class _StopSwitch:
+    """Where a stop-now signal lands: while a trial trains it raises :class:`_StopNow` at once;
+    elsewhere (asking, telling, between trials) it is held until the worker reaches a safe point,
+    so a claimed trial is never left RUNNING without an owner to fail and retry it."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.pending = False
+
+    def request(self) -> None:
+        """Called by the signal handler."""
+        self.pending = True
+        if self.armed:
+            raise _StopNow()
+
+    def check(self) -> None:
+        """Raise :class:`_StopNow` if a stop was requested."""
+        if self.pending:
+            raise _StopNow()
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """The block (a trial's training) may be abandoned at once."""
+        self.check()
+        self.armed = True
+        try:
+            yield
+        finally:
+            self.armed = False
+
+
+_STOP_SWITCH = _StopSwitch()
 
 
 @dataclass(frozen=True)
@@ -66,6 +103,13 @@ class SweepSettings:
         recycle_after: a worker process is replaced after this many trials (bounds memory).
         max_failures_in_a_row: stop when this many trials fail one after another.
         progress: show a progress display (``None``: rich on a terminal, log lines otherwise).
+        repeats: train each configuration this many times (seeds differ); the value is the mean.
+        keep_top: keep the trained models of this many best trials in the artifact store.
+        backend: ``local`` (worker processes on this machine) or ``dask`` (worker loops as Dask tasks).
+        scheduler: with ``dask``, the address ``tcp://HOST:PORT`` of a running scheduler
+            (``None``: start a ``LocalCluster`` of ``workers`` processes).
+        pack: trials trained together as one packed Keras graph per worker (an int >= 1, or
+            ``"auto"``: by model size, see :func:`regsweep.packing.auto_pack_size`).
     """
 
     study: str = "sweep"
@@ -80,6 +124,11 @@ class SweepSettings:
     max_failures_in_a_row: int = 10
     progress: bool | None = None
     threads_per_worker: int | None = None
+    backend: str = "local"
+    scheduler: str | None = None
+    repeats: int = 1
+    keep_top: int = 3
+    pack: int | str = 1
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -95,8 +144,21 @@ class SweepSettings:
             raise SettingsError(f"threads_per_worker: got {self.threads_per_worker!r}; allowed: an int >= 1")
         if self.pruner not in PRUNERS:
             raise SettingsError(f"pruner: got {self.pruner!r}; allowed: one of {PRUNERS}")
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"backend: got {self.backend!r}; allowed: one of {BACKENDS}")
+        if self.scheduler is not None:
+            from regsweep.backends import check_scheduler_address
+
+            check_scheduler_address(self.scheduler, self.backend)
         if self.sampler not in SAMPLERS:
             raise SettingsError(f"sampler: got {self.sampler!r}; allowed: one of {SAMPLERS}")
+        for name, low in (("repeats", 1), ("keep_top", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SettingsError(f"{name}: got {value!r}; allowed: an int >= {low}")
+        from regsweep.packing import check_pack
+
+        object.__setattr__(self, "pack", check_pack(self.pack))
         if self.out is not None:
             check_writable_dir(self.out, "out")
 
@@ -160,6 +222,10 @@ class WorkerJob:
     max_failures_in_a_row: int = 10
     tf_threads_attr: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 1
+    keep_top: int = 3
+    pack: int = 1
+    workers: int = 1
 
 
 def failures_in_a_row(study: optuna.Study) -> int:
@@ -178,17 +244,21 @@ def failures_in_a_row(study: optuna.Study) -> int:
     return count
 
 
-def claim_trials(study: optuna.Study, total: int, k: int = 1) -> list[optuna.Trial]:
+def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1) -> list[optuna.Trial]:
     """Ask for up to ``k`` trials if the study is short of ``total``; never overshoot.
 
     Dead workers' trials are failed first (and queued for retry). A trial asked by two
-    workers racing for the last slot is told FAIL with ``not_counted`` and dropped.
+    workers racing for the last slot is told FAIL with ``not_counted`` and dropped. With
+    ``share`` workers, a worker takes at most its share of the unfinished trials (so packs
+    of ``k`` trials do not leave the other workers idle).
     """
     from optuna.trial import TrialState
 
     fail_orphaned_trials(study)
     counts = count_states(study)
     free = total - counts["finished"] - counts["RUNNING"]
+    if share > 1:
+        k = min(k, -(-(total - counts["finished"]) // share))
     claimed = []
     for _ in range(max(0, min(k, free))):
         trial = study.ask()
@@ -222,6 +292,13 @@ def _retry_later(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
         callback(study, study._storage.get_trial(trial._trial_id))
 
 
+def record_worker_rss(trial: optuna.Trial) -> None:
+    """Store this worker's resident memory (MB) on the trial, to watch growth across trials."""
+    import psutil
+
+    trial.set_user_attr("worker_rss_mb", round(psutil.Process().memory_info().rss / 2**20, 1))
+
+
 def run_one_trial(study: optuna.Study, trial: optuna.Trial, job: WorkerJob, space: SearchSpace, dataset: Dataset) -> None:
     """Train one claimed trial and tell the study how it ended (COMPLETE, PRUNED or FAIL)."""
     import optuna
@@ -231,7 +308,11 @@ def run_one_trial(study: optuna.Study, trial: optuna.Trial, job: WorkerJob, spac
 
     with heartbeat(study, [trial._trial_id]):
         try:
-            value = objective(trial, space, dataset, seed=job.seed)
+            try:
+                with _STOP_SWITCH.interruptible():
+                    value = objective(trial, space, dataset, seed=job.seed, repeats=job.repeats, keep_top=job.keep_top)
+            finally:
+                record_worker_rss(trial)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
         except (_StopNow, KeyboardInterrupt):
@@ -266,17 +347,23 @@ def worker_loop(job: WorkerJob, stop: Any = None, on_trial: Any = None) -> int:
     threads = tensorflow_threads()
     ran = 0
     while ran < job.recycle_after and not (stop is not None and stop.is_set()):
+        _STOP_SWITCH.check()
         if failures_in_a_row(study) >= job.max_failures_in_a_row:
             break
-        trials = claim_trials(study, job.total)
+        trials = claim_trials(study, job.total, job.pack, share=job.workers)
         if not trials:
             break
-        trial = trials[0]
-        if job.tf_threads_attr:
-            trial.set_user_attr("tf_intra_op_threads", threads["intra_op"])
-        trial.set_user_attr("worker", job.index)
-        run_one_trial(study, trial, job, space, dataset)
-        ran += 1
+        for trial in trials:
+            if job.tf_threads_attr:
+                trial.set_user_attr("tf_intra_op_threads", threads["intra_op"])
+            trial.set_user_attr("worker", job.index)
+        if job.pack > 1:
+            from regsweep.packing import run_pack
+
+            run_pack(study, trials, job, space, dataset)
+        else:
+            run_one_trial(study, trials[0], job, space, dataset)
+        ran += len(trials)
         if on_trial is not None:
             on_trial()
     return ran
@@ -287,10 +374,11 @@ def _worker_process_main(job: WorkerJob, stop: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def stop_now(signum: int, frame: Any) -> None:
-        raise _StopNow()
+        _STOP_SWITCH.request()
 
     signal.signal(signal.SIGTERM, stop_now)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    redact_logs()
     try:
         worker_loop(job, stop)
     except _StopNow:
@@ -364,6 +452,7 @@ def study_metadata(space: SearchSpace, dataset: Dataset, settings: SweepSettings
     return {
         "version": __version__, "sweep": sweep, "space": space.to_dict(), "data": dataset.describe(),
         "total": settings.trials, "seed": settings.seed, "pruner": settings.pruner, "sampler": settings.sampler,
+        "repeats": settings.repeats, "keep_top": settings.keep_top,
     }
 
 
@@ -390,34 +479,56 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     if not isinstance(dataset, Dataset):
         raise SettingsError(f"dataset: got {type(dataset).__name__}; allowed: a regsweep Dataset")
     config = settings.pop("settings", None) or SweepSettings(**settings)
+    check_sqlite_location(config.storage_url)
     check_writable_dir(config.out_dir, "out")
     meta = study_metadata(space, dataset, config, sweep)
-    if config.storage is None:
-        check_writable_dir(Path(default_storage_url(config.study)[len("sqlite:///"):]).parent, "storage")
     study = open_study(config.storage_url, config.study, meta=meta)
     source = prepare_data_source(dataset, config.out_dir)
     if source != dataset.source:
         study.set_user_attr("regsweep", {**study_meta(study), "data_source": source})
     fail_orphaned_trials(study)
+    pack = _pack_size(config, space, dataset)
     job = WorkerJob(
         storage_url=config.storage_url, study_name=config.study, space=space.to_dict(), data_source=source,
         total=config.trials, seed=config.seed, sampler=config.sampler, pruner=config.pruner,
-        threads=config.threads, parallel=config.workers > 1, recycle_after=config.recycle_after,
-        max_failures_in_a_row=config.max_failures_in_a_row,
+        threads=config.threads, parallel=config.workers > 1 or pack > 1, recycle_after=config.recycle_after,
+        max_failures_in_a_row=config.max_failures_in_a_row, repeats=config.repeats, keep_top=config.keep_top,
+        pack=pack, workers=config.workers,
     )
     if count_states(study)["finished"] >= config.trials:
         _logger.info("study %s already has %d finished trials: nothing to do", config.study, config.trials)
         return study
-    progress = _Progress(study, config.trials, config.progress)
+    _run_backend(study, job, config)
+    return _check_outcome(study, config.trials)
+
+
+def _pack_size(config: SweepSettings, space: SearchSpace, dataset: Dataset) -> int:
+    """Trials per pack: ``config.pack`` resolved (``auto``, coupled options); 1 with ``repeats`` > 1."""
+    from regsweep.packing import resolve_pack
+
+    pack = resolve_pack(config.pack, space, dataset)
+    if pack > 1 and config.repeats > 1:
+        _logger.warning("packing disabled (--pack %s): repeats=%d trains each trial several times on its own",
+                        config.pack, config.repeats)
+        return 1
+    return pack
+
+
+def _run_backend(study: optuna.Study, job: WorkerJob, config: SweepSettings) -> None:
+    """Run the worker loops of ``job`` with the configured backend, showing progress."""
+    progress = _Progress(study, job.total, config.progress)
     try:
-        if config.workers == 1:
+        if config.backend == "dask":
+            from regsweep.backends import run_dask
+
+            run_dask(job, workers=config.workers, scheduler=config.scheduler, progress=progress)
+        elif config.workers == 1:
             _run_in_process(job, progress)
         else:
             _run_processes(job, config.workers, progress)
     finally:
         progress.update()
         progress.close()
-    return _check_outcome(study, config.trials)
 
 
 def _check_outcome(study: optuna.Study, total: int) -> optuna.Study:
@@ -468,9 +579,10 @@ def _run_in_process(job: WorkerJob, progress: _Progress) -> None:
     import threading
 
     stop = threading.Event()
+    _STOP_SWITCH.pending = False
 
     def stop_now() -> None:
-        raise _StopNow()
+        _STOP_SWITCH.request()
 
     with _SignalState(stop, stop_now):
         try:
@@ -497,7 +609,7 @@ def _run_processes(job: WorkerJob, workers: int, progress: _Progress) -> None:
                 process.terminate()
 
     def start(index: int) -> None:
-        worker_job = WorkerJob(**{**asdict(job), "index": index + 1000 * restarts})
+        worker_job = WorkerJob(**{**asdict(job), "index": job.index + index + 1000 * restarts})
         process = context.Process(target=_worker_process_main, args=(worker_job, stop), name=f"regsweep-worker-{index}", daemon=False)
         process.start()
         processes[index] = process
@@ -551,8 +663,66 @@ def resume_sweep(*, study: str, storage: str | None = None, **settings: Any) -> 
     space = SearchSpace.from_dict(meta["space"])
     dataset = load_dataset(source)
     defaults = {"trials": meta["total"], "seed": meta.get("seed", 0), "pruner": meta.get("pruner", "median"),
-                "sampler": meta.get("sampler", "tpe")}
+                "sampler": meta.get("sampler", "tpe"), "repeats": meta.get("repeats", 1),
+                "keep_top": meta.get("keep_top", 3)}
     return run_sweep(space, dataset, sweep=meta.get("sweep"), study=study, storage=storage, **{**defaults, **settings})
+
+
+def join_sweep(*, study: str, storage: str | None = None, workers: int = 1, backend: str = "local",
+               scheduler: str | None = None, progress: bool | None = None,
+               threads_per_worker: int | None = None, wait: float = 0) -> optuna.Study:
+    """Join an existing study as extra workers (e.g. from another host) until it reaches its total.
+
+    Everything else (space, data, total, seed, sampler, pruner) comes from what the study
+    recorded; nothing about the study is changed. Sampler seeds are offset per joining
+    process, so hosts do not repeat each other's random trials. With ``wait`` > 0, wait up to
+    that many seconds for the study to be created (workers may start before the sweep).
+
+    Example:
+        >>> join_sweep(study="rings", storage="postgresql://user:pw@db/sweeps", workers=4)  # doctest: +SKIP
+    """
+    config = SweepSettings(study=study, storage=storage, workers=workers, backend=backend, scheduler=scheduler,
+                           progress=progress, threads_per_worker=threads_per_worker)
+    existing = _wait_for_study(config.storage_url, study, wait)
+    meta = study_meta(existing)
+    if "space" not in meta or "total" not in meta:
+        raise SettingsError(f"study: {study!r} was not made by regsweep (no recorded space); allowed: a regsweep study")
+    job = WorkerJob(
+        storage_url=config.storage_url, study_name=study, space=meta["space"],
+        data_source=meta.get("data_source") or meta["data"]["source"], total=int(meta["total"]),
+        seed=int(meta.get("seed", 0)), sampler=meta.get("sampler", "tpe"), pruner=meta.get("pruner", "median"),
+        threads=config.threads, index=_join_index(), parallel=True, recycle_after=config.recycle_after,
+        max_failures_in_a_row=config.max_failures_in_a_row, repeats=int(meta.get("repeats", 1)),
+        keep_top=int(meta.get("keep_top", 3)),
+    )
+    if count_states(existing)["finished"] >= job.total:
+        _logger.info("study %s already has its %d finished trials: nothing to do", study, job.total)
+        return existing
+    _run_backend(existing, job, config)
+    return existing
+
+
+def _wait_for_study(storage_url: str, study: str, wait: float) -> optuna.Study:
+    """Load the study once it exists with regsweep's record, polling every second for ``wait`` seconds."""
+    from regsweep.errors import StudyNotFoundError
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            existing = load_study(storage_url, study)
+            if "total" in study_meta(existing) or time.monotonic() >= deadline:
+                return existing
+        except StudyNotFoundError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(1.0)
+
+
+def _join_index() -> int:
+    """A worker index for a joining process, far from the creating host's 0, 1, 2, ..."""
+    import zlib
+
+    return 10_000 * (1 + zlib.crc32(owner_tag().encode()) % 100_000)
 
 
 def redacted_storage(settings: SweepSettings) -> str:

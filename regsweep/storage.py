@@ -50,8 +50,30 @@ def default_storage_url(study_name: str, root: str | Path = DEFAULT_ROOT) -> str
 
 
 def redact(text: str) -> str:
-    """Replace any password in a URL (or in a message containing one) by ``***``."""
-    return re.sub(r"(\w[\w+.-]*://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    """Replace any password in a URL (or in a message containing one) by ``***``.
+
+    Covers ``scheme://user:PASSWORD@host`` and ``password=PASSWORD`` (URL query or libpq DSN).
+    """
+    text = re.sub(r"(\w[\w+.-]*://[^:/@\s]*:)[^\s'\"]*@", r"\1***@", text)
+    return re.sub(r"(?i)(\bpassword=)[^&\s'\"]*", r"\1***", text)
+
+
+class RedactSecrets(logging.Filter):
+    """A logging filter that passes every record with passwords in URLs replaced by ``***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def redact_logs() -> None:
+    """Add :class:`RedactSecrets` to the root logger's handlers (call after configuring logging)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
 
 
 def check_storage_url(url: Any) -> str:
@@ -71,12 +93,48 @@ def check_storage_url(url: Any) -> str:
     return url
 
 
+_DRIVER_HINTS = {
+    "psycopg2": "pip install 'regsweep[postgres]'",
+    "psycopg": "pip install 'psycopg[binary]' (or use a postgresql+psycopg2:// URL with regsweep[postgres])",
+}
+PG_CONNECT_TIMEOUT = 10
+
+
+def _is_postgres(url: str) -> bool:
+    return url.split("://", 1)[0].split("+", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def postgres_driver_url(url: str) -> str:
+    """The URL SQLAlchemy gets: ``postgres://`` means ``postgresql://``, and a URL without a driver
+    uses whichever of psycopg (3) or psycopg2 is installed (SQLAlchemy 2.1 assumes psycopg)."""
+    import importlib.util
+
+    if not _is_postgres(url):
+        return url
+    scheme, rest = url.split("://", 1)
+    driver = scheme.partition("+")[2]
+    if not driver:
+        installed = [d for d in ("psycopg", "psycopg2") if importlib.util.find_spec(d) is not None]
+        driver = installed[0] if installed else "psycopg2"
+    return f"postgresql+{driver}://{rest}"
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a ``sqlite:///`` URL, or ``None`` for in-memory or other databases."""
     if not url.lower().startswith("sqlite:///"):
         return None
     path = url[len("sqlite:///"):].split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
+
+
+def check_sqlite_location(url: str) -> None:
+    """For a ``sqlite:///`` URL: the file is not a folder and its folder is writable (creates nothing)."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if path.is_dir():
+        raise StorageError(f"storage: {str(path)!r} in {redact(url)!r} is a folder; allowed: a .db file path")
+    check_writable_dir(path.parent, "storage")
 
 
 def study_dir(storage_url: str, study_name: str) -> Path:
@@ -136,22 +194,45 @@ def make_storage(url: str, *, heartbeat: bool = True, heartbeat_interval: int = 
         if create_file:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
     kwargs: dict[str, Any] = {}
     if heartbeat:
         kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-                  "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)}
+                  "heartbeat_stale_trial_callback": RetryStaleTrial(max_retry=3)}
+    if path is None:
+        engine_kwargs["pool_pre_ping"] = True
+        if _is_postgres(url):
+            engine_kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-    except ModuleNotFoundError as exc:
+        return _rdb_storage(postgres_driver_url(url), engine_kwargs, kwargs)
+    except ImportError as exc:  # optuna wraps the driver's ModuleNotFoundError
+        missing = getattr(exc, "name", None) or getattr(exc.__cause__, "name", None) or "the database driver"
         raise MissingDependencyError(
-            f"storage: the driver for {redact(url)!r} is not installed ({exc.name}); "
-            "install it with: pip install 'regsweep[postgres]'"
+            f"storage: the driver for {redact(url)!r} is not installed ({missing}); install it with: "
+            f"{_DRIVER_HINTS.get(str(missing), f'pip install {missing}')}"
         ) from exc
     except Exception as exc:  # sqlalchemy.exc.OperationalError and friends
         message = redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
-        raise StorageError(f"storage: cannot open {redact(url)!r}: {message}") from exc
+        unreachable = path is None and type(exc).__name__ == "OperationalError"
+        hint = "; check the host, port, user, password and that the server is running" if unreachable else ""
+        raise StorageError(f"storage: cannot open {redact(url)!r}: {message}{hint}") from exc
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)``, retried when another process creates Optuna's tables at the same moment
+    (PostgreSQL then reports a duplicate key or an existing relation to the loser of the race)."""
+    import optuna
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except Exception as exc:
+            if attempt == 4 or not _TABLE_RACE.search(str(exc)):
+                raise
+            _logger.debug("storage: tables were being created by another process; retrying")
+    raise AssertionError("unreachable")
+
+
+_TABLE_RACE = re.compile(r"duplicate key value|already exists|UNIQUE constraint failed")  # PostgreSQL, both, SQLite
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -204,10 +285,14 @@ def open_study(storage_url: str, study_name: str, *, meta: dict[str, Any], sampl
     try:
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
-        study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
-                                    direction=direction)
-        study.set_user_attr(STUDY_ATTR, meta)
-        return study
+        try:
+            study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
+                                        direction=direction)
+        except optuna.exceptions.DuplicatedStudyError:  # another process created it a moment ago
+            study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+        else:
+            study.set_user_attr(STUDY_ATTR, meta)
+            return study
     existing = study_meta(study)
     check_same_setup(existing, meta, study_name)
     if existing != meta:
@@ -232,6 +317,26 @@ def count_states(study: optuna.Study) -> Counter[str]:
 
 # -- liveness: heartbeats for trials made with ask/tell --------------------------------------------------
 OWNER_ATTR = "regsweep_owner"
+# User attributes that describe how a trial ended; a retry must not inherit them.
+_ENDING_ATTRS = ("fail_reason", "not_counted")
+
+
+class RetryStaleTrial:
+    """Optuna's ``RetryHeartbeatStaleTrialCallback`` (a WAITING copy with the same parameters),
+    minus the failed trial's ``fail_reason``/``not_counted``, plus ``retry_of`` naming the first try."""
+
+    def __init__(self, max_retry: int | None = 3) -> None:
+        import optuna
+
+        self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        import copy
+
+        clean = copy.deepcopy(trial)
+        attrs = {k: v for k, v in trial.user_attrs.items() if k not in _ENDING_ATTRS}
+        clean.user_attrs = {**attrs, "retry_of": trial.system_attrs.get("failed_trial", trial.number)}
+        self._retry(study, clean)
 
 
 def owner_tag() -> str:
@@ -249,6 +354,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _orphan_reason(trial: optuna.trial.FrozenTrial) -> str | None:
+    """Why a RUNNING trial has no live worker: its owner on this host is dead, or it never got an
+    owner (its worker died between asking and claiming it) long ago; ``None`` if it may be alive."""
+    import datetime
+
+    owner = trial.system_attrs.get(OWNER_ATTR, "")
+    if not owner:
+        started = trial.datetime_start
+        if started is not None and (datetime.datetime.now() - started).total_seconds() > 2 * GRACE_PERIOD:
+            return "claimed by a worker that died before it started the trial"
+        return None
+    owner_host, _, pid = owner.rpartition(":")
+    if owner_host != socket.gethostname() or not pid.isdigit() or _pid_alive(int(pid)):
+        return None
+    return f"worker {owner} died"
+
+
 def fail_orphaned_trials(study: optuna.Study) -> list[int]:
     """Fail RUNNING trials whose owner process on this host is gone, and queue their retry.
 
@@ -259,19 +381,19 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
     import optuna
     from optuna.trial import TrialState
 
-    host = socket.gethostname()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.system_attrs.get(OWNER_ATTR, "")
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+        reason = _orphan_reason(trial)
+        if reason is None:
             continue
-        try:
-            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                failed.append(trial.number)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        try:  # attributes first: a finished trial's attributes can no longer be set
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            study._storage.set_trial_user_attr(trial._trial_id, "not_counted", True)
+            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # another process failed it first
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {owner} died")
+        failed.append(trial.number)
         retry = study._storage.get_heartbeat_stale_trial_callback() if hasattr(study._storage, "get_heartbeat_stale_trial_callback") else None
         if retry is not None:
             retry(study, study._storage.get_trial(trial._trial_id))
