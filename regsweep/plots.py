@@ -277,9 +277,16 @@ def plot_importances(study: optuna.Study, out_dir: str | Path, *, formats: tuple
 
 def plot_trial_curve(study_name: str, number: int, train_curve: list[float], val_curve: list[float],
                      path: str | Path) -> Path:
-    """One trial's train/validation loss per epoch as a small PNG (the dashboard artifact)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    """One trial's train/validation loss per epoch as a small PNG (the dashboard artifact).
+
+    Drawn on a bare ``Figure`` with a fixed layout: this runs once per trial inside the
+    workers, and pyplot plus a tight bounding box took twice as long (0.19 s vs 0.09 s).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.4))
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.91)
+    ax = fig.add_subplot()
     epochs = range(1, len(val_curve) + 1)
     ax.plot(epochs, val_curve, color="#d95f02", linewidth=2, marker="o", markersize=3, label="validation")
     ax.plot(range(1, len(train_curve) + 1), train_curve, color="#1b9e77", linewidth=1.5, linestyle="--",
@@ -296,8 +303,7 @@ def plot_trial_curve(study_name: str, number: int, train_curve: list[float], val
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     path = Path(path)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(path, dpi=90)
     return path
 
 
