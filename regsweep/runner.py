@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -29,7 +30,8 @@ from regsweep import __version__
 from regsweep.errors import AllTrialsFailedError, RegsweepError, SettingsError
 from regsweep.space import SearchSpace
 from regsweep.storage import (
-    OWNER_ATTR, check_sqlite_location, check_storage_url, check_study_name, check_writable_dir, count_states, default_storage_url,
+    OWNER_ATTR, check_sqlite_location, check_storage_url, check_study_name, check_writable_dir, count_states, count_trial_states,
+    default_storage_url,
     fail_orphaned_trials, heartbeat, load_study, open_study, owner_tag, redact, redact_logs, study_dir, study_meta,
 )
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 PRUNERS = ("none", "median", "hyperband")
+PROGRESS_SECONDS = 2.0
 SAMPLERS = ("tpe", "random")
 BACKENDS = ("local", "dask")
 FAIL_REASON = "fail_reason"
@@ -409,9 +412,10 @@ class _Progress:
         self.quiet = enabled is False
 
     def update(self) -> int:
-        counts = count_states(self.study)
+        trials = self.study.get_trials(deepcopy=False)
+        counts = count_trial_states(trials)
         done = counts["finished"]
-        best = _best_value(self.study)
+        best = _best_value(trials)
         best_text = "-" if best is None else f"{best:.4f}"
         if self.bar is not None:
             self.bar.update(self.task, completed=done, best=best_text)
@@ -429,10 +433,8 @@ class _Progress:
             self.bar.stop()
 
 
-def _best_value(study: optuna.Study) -> float | None:
-    from optuna.trial import TrialState
-
-    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+def _best_value(trials: list[optuna.trial.FrozenTrial]) -> float | None:
+    values = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     return min(values) if values else None
 
 
@@ -620,10 +622,13 @@ def _run_processes(job: WorkerJob, workers: int, progress: _Progress) -> None:
         for index in range(workers):
             start(index)
         while processes:
+            # Wake when a worker exits, else every PROGRESS_SECONDS to refresh the display: the
+            # parent reads the whole study each time, so it must not poll faster than that.
+            multiprocessing.connection.wait([p.sentinel for p in processes.values()], timeout=PROGRESS_SECONDS)
             for index, process in list(processes.items()):
-                process.join(timeout=0.5 / workers)
                 if process.is_alive():
                     continue
+                process.join()
                 del processes[index]
                 if stop.is_set():
                     continue

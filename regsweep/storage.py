@@ -310,7 +310,12 @@ def finished_states() -> tuple[Any, ...]:
 
 def count_states(study: optuna.Study) -> Counter[str]:
     """Number of trials per state name, plus ``finished`` (COMPLETE + PRUNED)."""
-    counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    return count_trial_states(study.get_trials(deepcopy=False))
+
+
+def count_trial_states(trials: list[optuna.trial.FrozenTrial]) -> Counter[str]:
+    """:func:`count_states` of an already loaded list of trials."""
+    counts = Counter(t.state.name for t in trials)
     counts["finished"] = counts["COMPLETE"] + counts["PRUNED"]
     return counts
 

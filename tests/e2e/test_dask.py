@@ -10,24 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from sweep_process import TINY_SWEEP
 
 pytest.importorskip("distributed", reason="the Dask tests need dask.distributed (pip install 'regsweep[dask]')")
-
-TINY_SWEEP = '''
-from regsweep import SearchSpace
-from regsweep.cli import sweep_main
-from regsweep.data import make_rings
-
-SPACE = SearchSpace(depth=(1, 2), width=(2, 8), patience=(1, 2), max_epochs=3, batch_size=32)
-
-
-def main(argv=None):
-    return sweep_main("tiny", SPACE, lambda args: make_rings(n=120, seed=0), argv=argv, trials=4)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-'''
 
 
 def owner_pids(study) -> set[int]:

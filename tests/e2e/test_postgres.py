@@ -10,22 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-
-TINY_SWEEP = '''
-from regsweep import SearchSpace
-from regsweep.cli import sweep_main
-from regsweep.data import make_rings
-
-SPACE = SearchSpace(depth=(1, 2), width=(2, 8), patience=(1, 2), max_epochs=3, batch_size=32)
-
-
-def main(argv=None):
-    return sweep_main("tiny", SPACE, lambda args: make_rings(n=120, seed=0), argv=argv, trials=4)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-'''
+from sweep_process import TINY_SWEEP
 
 
 def regsweep_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -6,81 +6,16 @@ Second signal: running trials are failed with ``fail_reason=interrupted`` and qu
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from sweep_process import env, sweep_cmd, trials, wait_for, write_sweep
 
 pytestmark = pytest.mark.slow
-
-SWEEP = '''
-from regsweep import SearchSpace
-from regsweep.cli import sweep_main
-from regsweep.data import make_rings
-
-SPACE = SearchSpace(regularizers=("none", "l2"), depth=(1, 1), width=(2, 8), patience=({epochs}, {epochs}),
-                    max_epochs={epochs}, batch_size=16)
-
-if __name__ == "__main__":
-    raise SystemExit(sweep_main("tiny", SPACE, lambda args: make_rings(n=120, seed=0), trials=4))
-'''
-
-
-def write_sweep(tmp_path: Path, epochs: int) -> Path:
-    path = tmp_path / "tiny_sweep.py"
-    path.write_text(SWEEP.format(epochs=epochs))
-    return path
-
-
-def sweep_cmd(sweep: Path, db: Path, *, trials: int, workers: int) -> list[str]:
-    return [sys.executable, str(sweep), "--storage", f"sqlite:///{db}", "--study", "tiny", "--trials", str(trials),
-            "--workers", str(workers), "--no-plots", "--no-progress", "--pruner", "none", "--out", str(db.parent / "out")]
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-
-
-def trials(db: Path) -> list[dict]:
-    if not db.exists():
-        return []
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as conn:
-        try:
-            rows = conn.execute("SELECT trial_id, number, state FROM trials ORDER BY number").fetchall()
-        except sqlite3.OperationalError:
-            return []
-        out = []
-        for trial_id, number, state in rows:
-            params = dict(conn.execute("SELECT param_name, param_value FROM trial_params WHERE trial_id=?", (trial_id,)))
-            user = {k: json.loads(v) for k, v in conn.execute(
-                "SELECT key, value_json FROM trial_user_attributes WHERE trial_id=?", (trial_id,))}
-            system = {k: json.loads(v) for k, v in conn.execute(
-                "SELECT key, value_json FROM trial_system_attributes WHERE trial_id=?", (trial_id,))}
-            out.append({"number": number, "state": state, "params": params, "user": user, "system": system})
-    return out
-
-
-def wait_for(db: Path, condition, process: subprocess.Popen, timeout: float = 240.0) -> list[dict]:
-    """Poll the study until ``condition(trials)`` holds (bounded by a deadline)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = trials(db)
-        if condition(rows):
-            return rows
-        if process.poll() is not None:
-            out, err = process.communicate()
-            pytest.fail(f"sweep ended (code {process.returncode}) before the condition held:\n{err[-3000:]}")
-        time.sleep(0.05)  # polling interval of a bounded loop, not synchronisation
-    process.kill()
-    pytest.fail("condition not reached before the deadline")
-
 
 def count(rows: list[dict], *states: str) -> int:
     return sum(r["state"] in states for r in rows)
