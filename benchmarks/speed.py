@@ -15,7 +15,7 @@ and written to ``benchmarks/results/speed.md`` and ``speed.csv``:
 3. framework overhead: regsweep's seconds per epoch (W = 1) vs a bare ``model.fit`` of
    the same models (same configurations, numpy arrays, no Optuna);
 4. time until each run first reaches the baseline's best validation loss;
-5. worker RSS after 5 and after 100 trials.
+5. worker RSS after 5 and after 100 trials of each worker (2-epoch trials, workers recycled as by default).
 
 The baseline reports the validation *data* loss (a ``BinaryCrossentropy`` metric) like
 regsweep, so the best losses compare like with like (Keras's ``val_loss`` adds the penalty).
@@ -83,7 +83,7 @@ REGSWEEP = textwrap.dedent('''
     from regsweep.data import make_rings
     space = {space}
     study = run_sweep(space, make_rings(n={n}, seed=0), study="bench", storage="sqlite:///{db}", trials={trials},
-                      workers={workers}, pruner="{pruner}", progress=False, out="{out}", recycle_after=1000{extra})
+                      workers={workers}, pruner="{pruner}", progress=False, out="{out}", recycle_after={recycle}{extra})
     rows = []
     for t in study.trials:
         if t.state.name in ("COMPLETE", "PRUNED"):
@@ -137,12 +137,12 @@ def run_baseline(args: argparse.Namespace, n_jobs: int) -> dict:
 
 
 def run_regsweep(args: argparse.Namespace, workers: int, tmp: Path, *, pruner: str = "median", trials: int | None = None,
-                 epochs: int | None = None, extra: str = "") -> dict:
+                 epochs: int | None = None, extra: str = "", recycle: int = 1000) -> dict:
     trials = trials or args.trials
     db = tmp / f"w{workers}-{pruner}-{trials}.db"
     space = SPACE.format(epochs=epochs or args.max_epochs)
     out, wall = _python(REGSWEEP.format(space=space, n=args.n, db=db, trials=trials, workers=workers,
-                                        pruner=pruner, out=tmp / "out", extra=extra))
+                                        pruner=pruner, out=tmp / "out", extra=extra, recycle=recycle))
     rows = out["trials"]
     return {"name": f"regsweep W={workers} pruner={pruner}", "wall": wall, "trials": len(rows),
             "best": min(r[0] for r in rows), "epochs": sum(r[1] for r in rows),
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--n", type=int, default=1000, help="rings samples")
-    parser.add_argument("--rss-trials", type=int, default=100, help="trials of the memory run")
+    parser.add_argument("--rss-trials", type=int, default=100, help="trials per worker of the memory run")
+    parser.add_argument("--recycle-after", type=int, default=25, help="worker recycling in the memory run")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -191,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         ours1 = run_regsweep(args, 1, tmp)
         configs = [row[5] for row in ours1["rows"]]
         bare = run_bare_fit(args, configs)
-        rss = run_regsweep(args, 1, tmp, pruner="none", trials=args.rss_trials, epochs=2,
-                           extra=", threads_per_worker=1")
+        rss = run_regsweep(args, cores, tmp, pruner="none", trials=cores * args.rss_trials, epochs=2,
+                           extra=", threads_per_worker=1", recycle=args.recycle_after)
     runs = [base1, base_n, ours, ours1]
     say("| run | wall s | trials/min | epochs/s | best val loss | time to baseline best (s) |")
     say("|---|---|---|---|---|---|")
@@ -205,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     ours1_epoch_s = ours1["wall"] / ours1["epochs"]
     bare_epoch_s = bare["wall"] / bare["epochs"]
     reach_ours, reach_base = time_to_reach(ours, base1["best"]), time_to_reach(base1, base1["best"])
-    rss_rows = sorted((r for r in rss["rows"] if r[3] is not None), key=lambda r: r[2])
-    rss5 = rss_rows[min(4, len(rss_rows) - 1)][3]
-    rss_last = rss_rows[-1][3]
+    rss_by_worker = {}
+    for row in sorted((r for r in rss["rows"] if r[3] is not None), key=lambda r: r[2]):
+        rss_by_worker.setdefault(row[4], []).append(row[3])
     ratios = [
         ("trials/min: regsweep W=cores vs baseline n_jobs=1 (target >= 3x)", ours_rate[0] / base1_rate[0]),
         ("trials/min: regsweep W=cores vs baseline n_jobs=cores", ours_rate[0] / basen_rate[0]),
@@ -225,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"| {name} | {value:.2f} |")
     say(f"\nbare model.fit: {bare['epochs']} epochs in {bare['wall']:.1f} s ({bare['fit_seconds']:.1f} s in fit); "
         f"regsweep W=1: {ours1['epochs']} epochs in {ours1['wall']:.1f} s")
-    say(f"worker RSS: {rss5:.0f} MB after trial 5, {rss_last:.0f} MB after trial {len(rss_rows)} "
-        f"(growth {rss_last - rss5:+.0f} MB; target <= 50 MB)")
+    for worker, values in sorted(rss_by_worker.items()):
+        later = values[min(len(values), args.rss_trials) - 1]
+        say(f"worker {worker} RSS (recycled every {args.recycle_after} trials): {values[4]:.0f} MB after its trial 5, "
+            f"{later:.0f} MB after its trial {min(len(values), args.rss_trials)}, peak {max(values):.0f} MB "
+            f"(growth {later - values[4]:+.0f} MB; target <= 50 MB)")
     RESULTS.mkdir(exist_ok=True)
     name = "speed-quick" if args.quick else "speed"
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")

@@ -105,7 +105,9 @@ def tensorflow_threads() -> dict[str, int]:
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
-_INPUT_CACHE: dict[int, tuple[Any, Any]] = {}
+# One entry: (dataset, train tensors, validation batches). Holding the dataset itself keeps its
+# id from being reused by another dataset while the entry lives.
+_INPUT_CACHE: dict[int, tuple[Any, Any, Any]] = {}
 
 
 def input_pipelines(dataset: Dataset, batch_size: int, seed: int) -> tuple[Any, Any, int]:
@@ -118,13 +120,14 @@ def input_pipelines(dataset: Dataset, batch_size: int, seed: int) -> tuple[Any, 
     import tensorflow as tf
 
     key = id(dataset)
-    if key not in _INPUT_CACHE:
+    if key not in _INPUT_CACHE or _INPUT_CACHE[key][0] is not dataset:
         _INPUT_CACHE.clear()
         _INPUT_CACHE[key] = (
+            dataset,
             tf.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train)).cache(),
             tf.data.Dataset.from_tensor_slices((dataset.x_val, dataset.y_val)).batch(4096).cache(),
         )
-    base, val = _INPUT_CACHE[key]
+    _, base, val = _INPUT_CACHE[key]
     n = len(dataset.x_train)
     train = base.shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
     return train, val, math.ceil(n / batch_size)
