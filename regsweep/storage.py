@@ -203,7 +203,10 @@ def make_storage(url: str, *, heartbeat: bool = True, heartbeat_interval: int = 
         if _is_postgres(url):
             engine_kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT}
     try:
-        return _rdb_storage(postgres_driver_url(url), engine_kwargs, kwargs)
+        storage = _rdb_storage(postgres_driver_url(url), engine_kwargs, kwargs)
+        if path is not None:
+            _begin_immediate(storage.engine)
+        return storage
     except ImportError as exc:  # optuna wraps the driver's ModuleNotFoundError
         missing = getattr(exc, "name", None) or getattr(exc.__cause__, "name", None) or "the database driver"
         raise MissingDependencyError(
@@ -215,6 +218,27 @@ def make_storage(url: str, *, heartbeat: bool = True, heartbeat_interval: int = 
         unreachable = path is None and type(exc).__name__ == "OperationalError"
         hint = "; check the host, port, user, password and that the server is running" if unreachable else ""
         raise StorageError(f"storage: cannot open {redact(url)!r}: {message}{hint}") from exc
+
+
+def _begin_immediate(engine: Any) -> None:
+    """Make every transaction on a SQLite engine ``BEGIN IMMEDIATE``.
+
+    pysqlite begins transactions lazily (DEFERRED): when two processes both read and then
+    write in one transaction, as Optuna's attribute setters do, SQLite refuses one of them at
+    once with "database is locked" instead of waiting out the busy timeout. Taking the write
+    lock at BEGIN makes the second one wait (SQLAlchemy's documented recipe for pysqlite).
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed would still begin lazily
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
