@@ -32,7 +32,7 @@ from regsweep.space import SearchSpace
 from regsweep.storage import (
     OWNER_ATTR, check_sqlite_location, check_storage_url, check_study_name, check_writable_dir, count_states, count_trial_states,
     default_storage_url,
-    fail_orphaned_trials, heartbeat, load_study, open_study, owner_tag, redact, redact_logs, study_dir, study_meta,
+    fail_orphaned_trials, heartbeat, load_study, open_study, owner_tag, redact_logs, study_dir, study_meta,
 )
 
 if TYPE_CHECKING:
@@ -731,6 +731,3 @@ def _join_index() -> int:
 
     return 10_000 * (1 + zlib.crc32(owner_tag().encode()) % 100_000)
 
-
-def redacted_storage(settings: SweepSettings) -> str:
-    return redact(settings.storage_url)
