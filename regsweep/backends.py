@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep.errors import MissingDependencyError, RegsweepError, SettingsError
+from regsweep.stopping import SignalState, StopRequest, TrialInterrupted, interrupted
 from regsweep.storage import sqlite_path
 
 if TYPE_CHECKING:
-    from regsweep.runner import WorkerJob, _Progress
+    from regsweep.runner import WorkerJob, SweepProgress
 
 _logger = logging.getLogger(__name__)
 
@@ -80,9 +81,11 @@ def shared_storage_url(url: str) -> str:
 def dask_worker_loop(job: WorkerJob, stop_name: str, threads_from_worker: bool = False) -> int:
     """The Dask task: run :func:`~regsweep.runner.worker_loop` until the study has its total.
 
-    ``stop_name`` names a ``distributed.Event`` the parent sets to stop handing out trials.
-    With ``threads_from_worker``, TensorFlow gets this machine's cores divided by the Dask
-    worker's threads. Returns the number of trials this task ran.
+    ``stop_name`` names two ``distributed.Event``s the parent sets: ``stop_name`` to stop
+    handing out trials, ``stop_name + "-now"`` to abandon the running trial (a watcher thread
+    turns it into this task's stop-now flag, checked between batches). With
+    ``threads_from_worker``, TensorFlow gets this machine's cores divided by the Dask worker's
+    threads. Returns the number of trials this task ran (0 if it was stopped now).
     """
     from distributed import Event, get_worker
 
@@ -91,7 +94,24 @@ def dask_worker_loop(job: WorkerJob, stop_name: str, threads_from_worker: bool =
     if threads_from_worker:
         nthreads = max(1, int(get_worker().state.nthreads))
         job = replace(job, threads=max(1, (os.cpu_count() or 1) // nthreads))
-    return worker_loop(job, Event(stop_name))
+    stop = StopRequest(soft=Event(stop_name))
+    done = threading.Event()
+
+    def watch_stop_now() -> None:
+        now = Event(stop_name + "-now")
+        while not done.is_set():
+            if now.wait(timeout=POLL_SECONDS):
+                stop.request(now=True)
+                return
+
+    watcher = threading.Thread(target=watch_stop_now, name="regsweep-dask-stop-watch", daemon=True)
+    watcher.start()
+    try:
+        return worker_loop(job, stop)
+    except TrialInterrupted:
+        return 0
+    finally:
+        done.set()
 
 
 # -- in the parent --------------------------------------------------------------------------------------
@@ -128,7 +148,7 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
         client.close()
 
 
-def run_dask(job: WorkerJob, *, workers: int, scheduler: str | None, progress: _Progress) -> None:
+def run_dask(job: WorkerJob, *, workers: int, scheduler: str | None, progress: SweepProgress) -> None:
     """Run the sweep's worker loops as Dask tasks until the study has ``job.total`` finished trials.
 
     With a LocalCluster, ``workers`` loops run (one per worker process); with a scheduler, one
@@ -151,6 +171,7 @@ class _TaskPool:
         self.distributed = import_distributed()
         self.client, self.job, self.threads_from_worker = client, job, threads_from_worker
         self.stop = self.distributed.Event(f"regsweep-stop-{uuid.uuid4().hex}", client=client)
+        self.stop_now = self.distributed.Event(self.stop.name + "-now", client=client)
         self.submitted = 0
         self.crashes = 0
 
@@ -160,30 +181,27 @@ class _TaskPool:
         return self.client.submit(dask_worker_loop, worker_job, self.stop.name, self.threads_from_worker,
                                   key=f"regsweep-{self.job.study_name}-{uuid.uuid4().hex[:12]}", pure=False)
 
-    def run(self, loops: int, progress: _Progress) -> None:
-        from regsweep.runner import _interrupted, _SignalState, _StopNow
-
-        asked = threading.Event()
-
-        def stop_now() -> None:
-            raise _StopNow()
-
+    def run(self, loops: int, progress: SweepProgress) -> None:
+        """First signal: tasks take no new trial. Second: tasks abandon their trial between batches
+        (failed and queued for retry); the parent waits for them, then cancels what is left."""
+        asked, now = threading.Event(), threading.Event()
         futures = [self.submit() for _ in range(loops)]
-        with _SignalState(asked, stop_now) as signals:
+        with SignalState(asked.set, now.set) as signals:
             try:
                 while futures:
                     self._wait(futures)
                     if asked.is_set() and not self.stop.is_set():
                         self.stop.set()
+                    if now.is_set() and not self.stop_now.is_set():
+                        self.stop_now.set()
                     futures = self._collect(futures, loops, progress, stopping=asked.is_set())
-            except BaseException:  # _StopNow (second signal), a hopeless task error, KeyboardInterrupt
+            except BaseException:  # a hopeless task error, KeyboardInterrupt
                 self.stop.set()
+                self.stop_now.set()
                 self.client.cancel(futures, force=True)
-                if signals.count:
-                    raise _interrupted(self.job.study_name) from None
                 raise
         if signals.count:
-            raise _interrupted(self.job.study_name)
+            raise interrupted(self.job.study_name)
 
     def _wait(self, futures: list[Any]) -> None:
         try:
@@ -191,9 +209,9 @@ class _TaskPool:
         except TimeoutError:
             pass
 
-    def _collect(self, futures: list[Any], loops: int, progress: _Progress, *, stopping: bool) -> list[Any]:
+    def _collect(self, futures: list[Any], loops: int, progress: SweepProgress, *, stopping: bool) -> list[Any]:
         """Drop finished tasks; start new ones while the study is short of its total."""
-        from regsweep.runner import _worker_recycled
+        from regsweep.runner import should_restart_worker
 
         running = [f for f in futures if not f.done()]
         for future in (f for f in futures if f.done()):
@@ -201,7 +219,7 @@ class _TaskPool:
                 self._crashed(future, loops)
             if stopping or progress.update() >= self.job.total:
                 continue
-            if future.status != "finished" or _worker_recycled(self.job):
+            if future.status != "finished" or should_restart_worker(self.job):
                 running.append(self.submit())
         progress.update()
         return running

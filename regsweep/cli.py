@@ -1,6 +1,7 @@
 """The ``regsweep`` command line: parse, call one API function, print, return an exit code.
 
 Exit codes: 0 success, 1 a sweep whose trials all failed, 2 bad input (nothing written),
+3 the storage failed while the command ran (one line naming it, password hidden),
 130 interrupted (run the same command again to resume).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep import __version__
-from regsweep.errors import AllTrialsFailedError, RegsweepError, SettingsError
+from regsweep.errors import AllTrialsFailedError, RegsweepError, SettingsError, SweepInterrupted
 
 if TYPE_CHECKING:
     import optuna
@@ -211,8 +212,6 @@ def sweep_main(name: str, space: SearchSpace, data: Callable[[argparse.Namespace
 @contextmanager
 def flush_on_interrupt(storage_url: str, study_name: str, out_dir: Path) -> Iterator[None]:
     """On Ctrl-C/SIGTERM, print and write the leaderboard of what finished, then let the interrupt through."""
-    from regsweep.runner import SweepInterrupted
-
     try:
         yield
     except SweepInterrupted:
@@ -228,9 +227,9 @@ def flush_on_interrupt(storage_url: str, study_name: str, out_dir: Path) -> Iter
 def _guarded(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
              action: Callable[[argparse.Namespace], int]) -> int:
     """Parse and run, turning regsweep errors into one line on stderr and an exit code."""
-    from regsweep.runner import SweepInterrupted
-    from regsweep.storage import redact
+    from regsweep.storage import describe_storage_failure, is_storage_failure, redact
 
+    args: argparse.Namespace | None = None
     try:
         args = parser.parse_args(argv)
         _setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
@@ -247,6 +246,22 @@ def _guarded(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     except KeyboardInterrupt:
         print("regsweep: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not is_storage_failure(exc):
+            raise
+        print(f"regsweep: error: {describe_storage_failure(exc, _storage_of(args))}", file=sys.stderr)
+        return 3
+
+
+def _storage_of(args: argparse.Namespace | None) -> str:
+    """The storage URL a command used, for error messages."""
+    from regsweep.storage import default_storage_url
+
+    storage = getattr(args, "storage", None)
+    study = getattr(args, "study", None)
+    if storage:
+        return str(storage)
+    return default_storage_url(study) if isinstance(study, str) and study else "(unknown storage)"
 
 
 # -- subcommands -----------------------------------------------------------------------------------------

@@ -45,3 +45,7 @@ class MissingDependencyError(RegsweepError, ImportError):
 
 class AllTrialsFailedError(RegsweepError, RuntimeError):
     """Every trial of a sweep failed; nothing finished."""
+
+
+class SweepInterrupted(RegsweepError, KeyboardInterrupt):
+    """The sweep was stopped by a signal; running the same command again resumes it."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regsweep.space import SearchSpace, TrialConfig, suggest
+from regsweep.stopping import StopRequest, keras_stop_callback
 
 if TYPE_CHECKING:
     import keras
@@ -151,12 +152,14 @@ def _epoch_callback(on_epoch: Any) -> Any:
 
 
 def train_config(config: TrialConfig, dataset: Dataset, *, seed: int = 0,
-                 trial: optuna.trial.Trial | None = None, keep_model: bool = False) -> TrainResult:
+                 trial: optuna.trial.Trial | None = None, keep_model: bool = False,
+                 stop: StopRequest | None = None) -> TrainResult:
     """Train one configuration with early stopping and return its :class:`TrainResult`.
 
     With ``trial``, each epoch's validation data loss is reported to it and Optuna's pruner
     may stop training (``optuna.TrialPruned`` is raised after the curves are recorded on
-    the trial). A NaN or infinite loss raises :class:`NonFiniteLossError`.
+    the trial). A NaN or infinite loss raises :class:`NonFiniteLossError`. With ``stop``, a
+    stop-now request raises :class:`~regsweep.stopping.TrialInterrupted` between two batches.
     """
     import keras
     import optuna
@@ -183,6 +186,7 @@ def train_config(config: TrialConfig, dataset: Dataset, *, seed: int = 0,
                 raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
 
     callbacks = [
+        *([] if stop is None else [keras_stop_callback(stop)]),  # first: before any storage write
         _epoch_callback(on_epoch),
         keras.callbacks.EarlyStopping(monitor="val_data_loss", patience=config.patience, restore_best_weights=True),
     ]
@@ -213,6 +217,13 @@ def _result(config: TrialConfig, model: keras.Model, history: dict[str, list[flo
     )
 
 
+def record_worker_rss(trial: optuna.trial.BaseTrial) -> None:
+    """Store this worker's resident memory (MB) on the trial, to watch growth across trials."""
+    import psutil
+
+    trial.set_user_attr("worker_rss_mb", round(psutil.Process().memory_info().rss / 2**20, 1))
+
+
 def record_result(trial: optuna.trial.BaseTrial, result: TrainResult) -> None:
     """Store a result's attributes as the trial's user attributes."""
     for key, value in result.attrs().items():
@@ -237,7 +248,8 @@ REPEAT_SEED_STRIDE = 1_000_003  # repeat r of a trial trains with seed + trial.n
 
 
 def train_repeats(config: TrialConfig, dataset: Dataset, *, seed: int = 0, repeats: int = 1,
-                  trial: optuna.trial.Trial | None = None, keep_model: bool = False) -> TrainResult:
+                  trial: optuna.trial.Trial | None = None, keep_model: bool = False,
+                  stop: StopRequest | None = None) -> TrainResult:
     """Train ``config`` ``repeats`` times with different seeds; the result's ``val_loss`` is the mean.
 
     Repeat 0 uses ``seed`` and reports to ``trial`` (pruning); repeat r uses ``seed + r * 1000003``.
@@ -249,7 +261,7 @@ def train_repeats(config: TrialConfig, dataset: Dataset, *, seed: int = 0, repea
     import statistics
 
     runs = [train_config(config, dataset, seed=seed + r * REPEAT_SEED_STRIDE, trial=trial if r == 0 else None,
-                         keep_model=keep_model) for r in range(repeats)]
+                         keep_model=keep_model, stop=stop) for r in range(repeats)]
     if repeats == 1:
         return runs[0]
     losses = [run.val_loss for run in runs]
@@ -277,20 +289,20 @@ def _save_artifacts(trial: optuna.trial.Trial, result: TrainResult | None, keep_
 
 
 def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *, seed: int = 0,
-              repeats: int = 1, keep_top: int = 3, artifacts: bool = True) -> float:
+              repeats: int = 1, keep_top: int = 3, artifacts: bool = True, stop: StopRequest | None = None) -> float:
     """Optuna objective: sample a config, train it, record attributes, return ``val_loss``.
 
     The Keras seed of a trial is ``seed + trial.number``, so a trial is reproducible on its own.
     With ``repeats`` > 1 the value is the mean over repeats (see :func:`train_repeats`). With
     ``artifacts``, the learning curve and (for the top ``keep_top``) the model are saved in the
-    study's artifact store (see :mod:`regsweep.artifacts`).
+    study's artifact store (see :mod:`regsweep.artifacts`). ``stop``: see :func:`train_config`.
     """
     import optuna
 
     config = suggest(trial, space)
     try:
         result = train_repeats(config, dataset, seed=seed + trial.number, repeats=repeats, trial=trial,
-                               keep_model=artifacts)
+                               keep_model=artifacts, stop=stop)
         record_result(trial, result)
         if artifacts:
             _save_artifacts(trial, result, keep_top)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regsweep.errors import SettingsError
+from regsweep.stopping import StopRequest, TrialInterrupted
 
 if TYPE_CHECKING:
     import optuna
@@ -489,8 +490,8 @@ def _tell(study: optuna.Study, trial: optuna.trial.Trial, outcome: PackOutcome, 
     """Record a branch's attributes (and artifacts unless ``keep_top`` is None) and tell its trial."""
     from optuna.trial import TrialState
 
-    from regsweep.objective import record_result
-    from regsweep.runner import FAIL_REASON, record_worker_rss
+    from regsweep.objective import record_result, record_worker_rss
+    from regsweep.storage import FAIL_REASON
 
     if outcome.result is not None:
         record_result(trial, outcome.result)
@@ -512,43 +513,44 @@ def _tell(study: optuna.Study, trial: optuna.trial.Trial, outcome: PackOutcome, 
 
 
 def run_pack(study: optuna.Study, trials: list[optuna.trial.Trial], job: WorkerJob, space: SearchSpace,
-             dataset: Dataset, *, artifacts: bool = True, on_epoch: Callable[[int], None] | None = None) -> None:
+             dataset: Dataset, *, artifacts: bool = True, on_epoch: Callable[[int], None] | None = None,
+             stop: StopRequest | None = None) -> None:
     """Train claimed ``trials`` as one pack and tell the study how each ended.
 
     Each trial is told as soon as its branch stops: COMPLETE (value ``val_loss``), PRUNED or
     FAIL (``fail_reason``), with the usual user attributes plus ``pack`` (the pack's size), and
     with ``artifacts`` its learning curve (and model, if among the ``job.keep_top`` best).
     Keras seeds are ``job.seed + trial.number``; the batch order is the first trial's.
-    Interrupted packs fail their open trials and queue them for retry.
+    A stop-now request (checked between epochs, never inside a storage call) fails the open
+    trials, queues their retry and raises :class:`~regsweep.stopping.TrialInterrupted`.
     """
     from optuna.trial import TrialState
 
     from regsweep.objective import free_keras_memory
-    from regsweep.runner import _STOP_SWITCH, FAIL_REASON, _retry_later, _StopNow
     from regsweep.space import suggest
-    from regsweep.storage import heartbeat
+    from regsweep.storage import FAIL_REASON, heartbeat, retry_later
 
     open_trials = {t.number: t for t in trials}
+    stop = stop if stop is not None else StopRequest()
 
     def tell(outcome: PackOutcome) -> None:
         trial = trials[outcome.index]
-        _STOP_SWITCH.armed = False  # a stop request waits until this trial is told
-        try:
-            _tell(study, trial, outcome, pack=len(trials), keep_top=job.keep_top if artifacts else None)
-            open_trials.pop(trial.number, None)
-        finally:
-            _STOP_SWITCH.armed = True
-        _STOP_SWITCH.check()
+        _tell(study, trial, outcome, pack=len(trials), keep_top=job.keep_top if artifacts else None)
+        open_trials.pop(trial.number, None)
+
+    def end_of_epoch(epoch: int) -> None:
+        stop.check_now()
+        if on_epoch is not None:
+            on_epoch(epoch)
 
     with heartbeat(study, [t._trial_id for t in trials]):
         try:
             configs = [suggest(t, space) for t in trials]
-            with _STOP_SWITCH.interruptible():
-                train_pack(configs, dataset, seeds=[job.seed + t.number for t in trials], trials=trials,
-                           on_done=tell, on_epoch=on_epoch)
-        except (_StopNow, KeyboardInterrupt):
+            train_pack(configs, dataset, seeds=[job.seed + t.number for t in trials], trials=trials,
+                       on_done=tell, on_epoch=end_of_epoch)
+        except (TrialInterrupted, KeyboardInterrupt):
             for trial in list(open_trials.values()):
-                _retry_later(study, trial, "interrupted")
+                retry_later(study, trial, "interrupted")
             raise
         except Exception as exc:  # a broken pack must not kill its worker or the sweep
             _logger.warning("pack of trials %s failed: %s", sorted(open_trials), exc)

@@ -17,7 +17,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -27,12 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep import __version__
-from regsweep.errors import AllTrialsFailedError, RegsweepError, SettingsError
+from regsweep.errors import AllTrialsFailedError, SettingsError, SweepInterrupted
 from regsweep.space import SearchSpace
+from regsweep.stopping import SignalState, StopRequest, TrialInterrupted, install_worker_handlers, interrupted
 from regsweep.storage import (
-    OWNER_ATTR, check_sqlite_location, check_storage_url, check_study_name, check_writable_dir, count_states, count_trial_states,
+    FAIL_REASON, OWNER_ATTR, check_sqlite_location, check_storage_url, check_study_name, check_writable_dir, count_states, count_trial_states,
     default_storage_url,
-    fail_orphaned_trials, heartbeat, load_study, open_study, owner_tag, redact_logs, study_dir, study_meta,
+    fail_orphaned_trials, heartbeat, load_study, open_study, owner_tag, is_storage_failure, redact_logs, retry_later, study_dir, study_meta,
 )
 
 if TYPE_CHECKING:
@@ -46,49 +46,6 @@ PRUNERS = ("none", "median", "hyperband")
 PROGRESS_SECONDS = 2.0
 SAMPLERS = ("tpe", "random")
 BACKENDS = ("local", "dask")
-FAIL_REASON = "fail_reason"
-
-
-class SweepInterrupted(RegsweepError, KeyboardInterrupt):
-    """The sweep was stopped by a signal; running the same command again resumes it."""
-
-
-class _StopNow(BaseException):
-    """Raised inside a worker by SIGTERM (or a second Ctrl-C) to abandon the running trial."""
-
-
-class _StopSwitch:
-    """Where a stop-now signal lands: while a trial trains it raises :class:`_StopNow` at once;
-    elsewhere (asking, telling, between trials) it is held until the worker reaches a safe point,
-    so a claimed trial is never left RUNNING without an owner to fail and retry it."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.pending = False
-
-    def request(self) -> None:
-        """Called by the signal handler."""
-        self.pending = True
-        if self.armed:
-            raise _StopNow()
-
-    def check(self) -> None:
-        """Raise :class:`_StopNow` if a stop was requested."""
-        if self.pending:
-            raise _StopNow()
-
-    @contextmanager
-    def interruptible(self) -> Iterator[None]:
-        """The block (a trial's training) may be abandoned at once."""
-        self.check()
-        self.armed = True
-        try:
-            yield
-        finally:
-            self.armed = False
-
-
-_STOP_SWITCH = _StopSwitch()
 
 
 @dataclass(frozen=True)
@@ -285,43 +242,30 @@ def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1)
     return kept
 
 
-def _retry_later(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    """Fail an interrupted trial and queue a retry with the same parameters."""
-    from optuna.trial import TrialState
+def run_one_trial(study: optuna.Study, trial: optuna.Trial, job: WorkerJob, space: SearchSpace, dataset: Dataset,
+                  stop: StopRequest) -> None:
+    """Train one claimed trial and tell the study how it ended (COMPLETE, PRUNED or FAIL).
 
-    study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
-    study._storage.set_trial_user_attr(trial._trial_id, "not_counted", True)
-    study.tell(trial, state=TrialState.FAIL)
-    callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
-    if callback is not None:
-        callback(study, study._storage.get_trial(trial._trial_id))
-
-
-def record_worker_rss(trial: optuna.Trial) -> None:
-    """Store this worker's resident memory (MB) on the trial, to watch growth across trials."""
-    import psutil
-
-    trial.set_user_attr("worker_rss_mb", round(psutil.Process().memory_info().rss / 2**20, 1))
-
-
-def run_one_trial(study: optuna.Study, trial: optuna.Trial, job: WorkerJob, space: SearchSpace, dataset: Dataset) -> None:
-    """Train one claimed trial and tell the study how it ended (COMPLETE, PRUNED or FAIL)."""
+    A stop-now request abandons the training between two batches (never inside a storage
+    call): the trial is failed, a retry with the same parameters is queued and
+    :class:`~regsweep.stopping.TrialInterrupted` propagates.
+    """
     import optuna
     from optuna.trial import TrialState
 
-    from regsweep.objective import objective
+    from regsweep.objective import objective, record_worker_rss
 
     with heartbeat(study, [trial._trial_id]):
         try:
             try:
-                with _STOP_SWITCH.interruptible():
-                    value = objective(trial, space, dataset, seed=job.seed, repeats=job.repeats, keep_top=job.keep_top)
+                value = objective(trial, space, dataset, seed=job.seed, repeats=job.repeats, keep_top=job.keep_top,
+                                  stop=stop)
             finally:
                 record_worker_rss(trial)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
-        except (_StopNow, KeyboardInterrupt):
-            _retry_later(study, trial, "interrupted")
+        except (TrialInterrupted, KeyboardInterrupt):
+            retry_later(study, trial, "interrupted")
             raise
         except Exception as exc:  # a bad trial must not kill its worker or the sweep
             if FAIL_REASON not in trial.user_attrs:
@@ -332,16 +276,18 @@ def run_one_trial(study: optuna.Study, trial: optuna.Trial, job: WorkerJob, spac
             study.tell(trial, value)
 
 
-def worker_loop(job: WorkerJob, stop: Any = None, on_trial: Any = None) -> int:
-    """Claim and run trials until the study has its total, ``stop`` is set or it is time to recycle.
+def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any = None) -> int:
+    """Claim and run trials until the study has its total, ``stop`` asks to stop or it is time to recycle.
 
-    Returns the number of trials this worker ran.
+    Returns the number of trials this worker ran. Raises
+    :class:`~regsweep.stopping.TrialInterrupted` after a stop-now request.
     """
     import optuna
 
     from regsweep.data import load_dataset
     from regsweep.objective import setup_tensorflow, tensorflow_threads
 
+    stop = stop if stop is not None else StopRequest()
     setup_tensorflow(job.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.from_dict(job.space)
@@ -351,8 +297,7 @@ def worker_loop(job: WorkerJob, stop: Any = None, on_trial: Any = None) -> int:
     study.pruner = make_pruner(job.pruner, space.max_epochs)
     threads = tensorflow_threads()
     ran = 0
-    while ran < job.recycle_after and not (stop is not None and stop.is_set()):
-        _STOP_SWITCH.check()
+    while ran < job.recycle_after and not stop.stopping:
         if failures_in_a_row(study) >= job.max_failures_in_a_row:
             break
         trials = claim_trials(study, job.total, job.pack, share=job.workers)
@@ -365,33 +310,46 @@ def worker_loop(job: WorkerJob, stop: Any = None, on_trial: Any = None) -> int:
         if job.pack > 1:
             from regsweep.packing import run_pack
 
-            run_pack(study, trials, job, space, dataset)
+            run_pack(study, trials, job, space, dataset, stop=stop)
         else:
-            run_one_trial(study, trials[0], job, space, dataset)
+            run_one_trial(study, trials[0], job, space, dataset, stop)
         ran += len(trials)
         if on_trial is not None:
             on_trial()
+    stop.check_now()
     return ran
 
 
-def _worker_process_main(job: WorkerJob, stop: Any) -> None:
-    """Entry point of a spawned worker: Ctrl-C is the parent's business, SIGTERM stops now."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def stop_now(signum: int, frame: Any) -> None:
-        _STOP_SWITCH.request()
-
-    signal.signal(signal.SIGTERM, stop_now)
+def _worker_process_main(job: WorkerJob, soft_stop: Any) -> None:
+    """Entry point of a spawned worker: Ctrl-C is the parent's business, SIGTERM stops now (exit 143)."""
+    stop = StopRequest(soft=soft_stop)
+    install_worker_handlers(stop)
+    _stop_when_orphaned(stop)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     redact_logs()
     try:
         worker_loop(job, stop)
-    except _StopNow:
+    except TrialInterrupted:
         sys.exit(143)
 
 
+def _stop_when_orphaned(stop: StopRequest) -> None:
+    """Stop now if the parent process dies (even by SIGKILL): a worker must not outlive its sweep."""
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        stop.request(now=True)
+
+    threading.Thread(target=watch, name="regsweep-parent-watch", daemon=True).start()
+
+
 # -- progress --------------------------------------------------------------------------------------------
-class _Progress:
+class SweepProgress:
     """Finished/total, best value, elapsed and ETA: rich on a terminal, log lines otherwise."""
 
     def __init__(self, study: optuna.Study, total: int, enabled: bool | None) -> None:
@@ -412,7 +370,14 @@ class _Progress:
         self.quiet = enabled is False
 
     def update(self) -> int:
-        trials = self.study.get_trials(deepcopy=False)
+        """Refresh the display; returns the finished count (the last one read if the storage is busy)."""
+        try:
+            trials = self.study.get_trials(deepcopy=False)
+        except Exception as exc:  # a display refresh must not end the sweep; the next one tries again
+            if not is_storage_failure(exc):
+                raise
+            _logger.debug("progress: could not read the study: %s", exc)
+            return max(self.last_line, self.start_count)
         counts = count_trial_states(trials)
         done = counts["finished"]
         best = _best_value(trials)
@@ -520,7 +485,7 @@ def _pack_size(config: SweepSettings, space: SearchSpace, dataset: Dataset) -> i
 
 def _run_backend(study: optuna.Study, job: WorkerJob, config: SweepSettings) -> None:
     """Run the worker loops of ``job`` with the configured backend, showing progress."""
-    progress = _Progress(study, job.total, config.progress)
+    progress = SweepProgress(study, job.total, config.progress)
     try:
         if config.backend == "dask":
             from regsweep.backends import run_dask
@@ -550,92 +515,71 @@ def _check_outcome(study: optuna.Study, total: int) -> optuna.Study:
     return study
 
 
-class _SignalState:
-    """First signal: stop handing out trials. Second: stop at once."""
-
-    def __init__(self, stop: Any, on_second: Any) -> None:
-        self.stop, self.on_second, self.count = stop, on_second, 0
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _SignalState:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self.handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def handle(self, signum: int, frame: Any) -> None:
-        self.count += 1
-        self.stop.set()
-        if self.count == 1:
-            _logger.warning("stopping: running trials finish, no new ones start (signal again to stop at once)")
-        else:
-            self.on_second()
-
-
-def _interrupted(study_name: str) -> SweepInterrupted:
-    return SweepInterrupted(f"interrupted: study {study_name!r} stopped early; run the same command again to resume")
-
-
-def _run_in_process(job: WorkerJob, progress: _Progress) -> None:
-    import threading
-
-    stop = threading.Event()
-    _STOP_SWITCH.pending = False
-
-    def stop_now() -> None:
-        _STOP_SWITCH.request()
-
-    with _SignalState(stop, stop_now):
+def _run_in_process(job: WorkerJob, progress: SweepProgress) -> None:
+    """``workers=1``: run the worker loop in this process; a second signal abandons the running trial."""
+    stop = StopRequest()
+    with SignalState(stop.request, lambda: stop.request(now=True)):
         try:
-            while not stop.is_set():
+            while not stop.stopping:
                 ran = worker_loop(job, stop, on_trial=progress.update)
                 if ran < job.recycle_after:
                     break
-        except _StopNow:
-            raise _interrupted(job.study_name) from None
-    if stop.is_set():
-        raise _interrupted(job.study_name)
+        except TrialInterrupted:
+            raise interrupted(job.study_name) from None
+    if stop.stopping:
+        raise interrupted(job.study_name)
 
 
-def _run_processes(job: WorkerJob, workers: int, progress: _Progress) -> None:
-    """Keep ``workers`` spawned processes busy until the study is done or a signal stops it."""
+HARD_STOP_SECONDS = 30.0  # after a second signal, workers that have not stopped by then are killed
+
+
+def _run_processes(job: WorkerJob, workers: int, progress: SweepProgress) -> None:
+    """Keep ``workers`` spawned processes busy until the study is done or a signal stops it.
+
+    First signal: the shared stop flag is set and workers take no new trial. Second signal:
+    workers get SIGTERM and abandon their trial at the next safe point; any still alive
+    ``HARD_STOP_SECONDS`` later is killed (its trial is failed and retried on resume).
+    """
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()
+    soft_stop = context.Event()
     processes: dict[int, Any] = {}
     restarts = 0
+    hard_stop_at: list[float] = []
 
     def terminate_all() -> None:
+        hard_stop_at.append(time.monotonic())
         for process in processes.values():
             if process.is_alive():
                 process.terminate()
 
     def start(index: int) -> None:
         worker_job = WorkerJob(**{**asdict(job), "index": job.index + index + 1000 * restarts})
-        process = context.Process(target=_worker_process_main, args=(worker_job, stop), name=f"regsweep-worker-{index}", daemon=False)
+        process = context.Process(target=_worker_process_main, args=(worker_job, soft_stop),
+                                  name=f"regsweep-worker-{index}", daemon=False)
         process.start()
         processes[index] = process
 
-    with _SignalState(stop, terminate_all) as signals:
+    with SignalState(soft_stop.set, terminate_all) as signals:
         for index in range(workers):
             start(index)
         while processes:
             # Wake when a worker exits, else every PROGRESS_SECONDS to refresh the display: the
             # parent reads the whole study each time, so it must not poll faster than that.
             multiprocessing.connection.wait([p.sentinel for p in processes.values()], timeout=PROGRESS_SECONDS)
+            if hard_stop_at and time.monotonic() - hard_stop_at[0] > HARD_STOP_SECONDS:
+                for process in processes.values():
+                    process.kill()
             for index, process in list(processes.items()):
                 if process.is_alive():
                     continue
                 process.join()
                 del processes[index]
-                if stop.is_set():
+                if soft_stop.is_set():
                     continue
                 if progress.update() >= job.total:
                     continue
                 if process.exitcode == 0:
-                    if _worker_recycled(job):
+                    if should_restart_worker(job):
                         start(index)
                 elif restarts < 3 * workers:
                     restarts += 1
@@ -646,10 +590,10 @@ def _run_processes(job: WorkerJob, workers: int, progress: _Progress) -> None:
                                   index, process.exitcode)
             progress.update()
         if signals.count:
-            raise _interrupted(job.study_name)
+            raise interrupted(job.study_name)
 
 
-def _worker_recycled(job: WorkerJob) -> bool:
+def should_restart_worker(job: WorkerJob) -> bool:
     """A worker that exited cleanly while the study is short may have been recycled: restart it
     unless trials are failing in a row (then the sweep stops)."""
     study = load_study(job.storage_url, job.study_name, heartbeat=False)

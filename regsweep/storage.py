@@ -259,6 +259,26 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]
 _TABLE_RACE = re.compile(r"duplicate key value|already exists|UNIQUE constraint failed")  # PostgreSQL, both, SQLite
 
 
+def is_storage_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the storage failing (Optuna's ``StorageInternalError``, a SQLAlchemy error)."""
+    import sys
+
+    optuna_exceptions = sys.modules.get("optuna.exceptions")
+    if optuna_exceptions is not None and isinstance(exc, optuna_exceptions.StorageInternalError):
+        return True
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)
+
+
+def describe_storage_failure(exc: BaseException, url: str) -> str:
+    """One line naming the storage (password hidden) and the database's own reason."""
+    cause: BaseException = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return f"storage {redact(url)!r} failed: {redact(reason)[:300]}"
+
+
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
 
@@ -346,8 +366,9 @@ def count_trial_states(trials: list[optuna.trial.FrozenTrial]) -> Counter[str]:
 
 # -- liveness: heartbeats for trials made with ask/tell --------------------------------------------------
 OWNER_ATTR = "regsweep_owner"
+FAIL_REASON = "fail_reason"
 # User attributes that describe how a trial ended; a retry must not inherit them.
-_ENDING_ATTRS = ("fail_reason", "not_counted")
+_ENDING_ATTRS = (FAIL_REASON, "not_counted")
 
 
 class RetryStaleTrial:
@@ -428,6 +449,18 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
             retry(study, study._storage.get_trial(trial._trial_id))
     optuna.storages.fail_stale_trials(study)
     return failed
+
+
+def retry_later(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """Fail an interrupted trial (not counted towards the total) and queue a retry with the same parameters."""
+    from optuna.trial import TrialState
+
+    study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
+    study._storage.set_trial_user_attr(trial._trial_id, "not_counted", True)
+    study.tell(trial, state=TrialState.FAIL)
+    callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    if callback is not None:
+        callback(study, study._storage.get_trial(trial._trial_id))
 
 
 @contextmanager
