@@ -104,9 +104,9 @@ def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) 
     _add_pack_arg(parser)
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="always show the progress bar")
+                          help="always show a progress bar (default: a bar on a terminal, log lines otherwise)")
     progress.add_argument("--no-progress", dest="progress", action="store_false",
-                          help="log lines instead of a progress bar")
+                          help="log lines instead of a progress bar (-q silences them)")
     _add_verbosity(parser)
 
 

@@ -33,9 +33,9 @@ SHARED_REUTERS = _REPO.parent / "shared" / "data" / "reuters.npz"
 SMALL_REUTERS = _REPO / "tests" / "data" / "reuters_small.npz"
 
 
-def default_reuters_path() -> Path:
-    """The full ``../shared/data/reuters.npz`` when present, else the shipped subset."""
-    return SHARED_REUTERS if SHARED_REUTERS.is_file() else SMALL_REUTERS
+def default_reuters_path(full: Path = SHARED_REUTERS) -> Path:
+    """The full file (``../shared/data/reuters.npz``) when present, else the shipped 600-newswire subset."""
+    return full if full.is_file() else SMALL_REUTERS
 
 
 @contextlib.contextmanager

@@ -19,14 +19,12 @@ import multiprocessing.connection
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep import __version__
-from regsweep.errors import AllTrialsFailedError, SettingsError, SweepInterrupted
+from regsweep.errors import AllTrialsFailedError, SettingsError
 from regsweep.space import SearchSpace
 from regsweep.stopping import SignalState, StopRequest, TrialInterrupted, install_worker_handlers, interrupted
 from regsweep.storage import (
@@ -64,7 +62,8 @@ class SweepSettings:
             memory Keras leaks per ``fit`` (about 7 MB a trial); with ``workers=1`` the trials run
             in this process and are not recycled.
         max_failures_in_a_row: stop when this many trials fail one after another.
-        progress: show a progress display (``None``: rich on a terminal, log lines otherwise).
+        progress: ``True`` a rich progress bar, ``False`` log lines, ``None`` (default) a bar on a
+            terminal and log lines otherwise.
         repeats: train each configuration this many times (seeds differ); the value is the mean.
         keep_top: keep the trained models of this many best trials in the artifact store.
         backend: ``local`` (worker processes on this machine) or ``dask`` (worker loops as Dask tasks).
@@ -350,24 +349,27 @@ def _stop_when_orphaned(stop: StopRequest) -> None:
 
 # -- progress --------------------------------------------------------------------------------------------
 class SweepProgress:
-    """Finished/total, best value, elapsed and ETA: rich on a terminal, log lines otherwise."""
+    """Finished/total, best value, elapsed and ETA on stderr.
+
+    ``enabled``: ``True`` a rich bar, ``False`` plain log lines (silenced by ``-q``), ``None``
+    a rich bar on a terminal and log lines otherwise (as in CI).
+    """
 
     def __init__(self, study: optuna.Study, total: int, enabled: bool | None) -> None:
         self.study, self.total = study, total
         self.started = time.monotonic()
         self.start_count = count_states(study)["finished"]
         self.last_line = -1
-        use_rich = sys.stderr.isatty() if enabled is None else enabled
         self.bar = None
-        if use_rich and enabled is not False and sys.stderr.isatty():
+        if sys.stderr.isatty() if enabled is None else enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                transient=False)
+                                transient=False, console=Console(stderr=True))
             self.task = self.bar.add_task(study.study_name, total=total, completed=self.start_count, best="-")
             self.bar.start()
-        self.quiet = enabled is False
 
     def update(self) -> int:
         """Refresh the display; returns the finished count (the last one read if the storage is busy)."""
@@ -384,7 +386,7 @@ class SweepProgress:
         best_text = "-" if best is None else f"{best:.4f}"
         if self.bar is not None:
             self.bar.update(self.task, completed=done, best=best_text)
-        elif not self.quiet and done != self.last_line:
+        elif done != self.last_line:
             elapsed = time.monotonic() - self.started
             new = done - self.start_count
             eta = elapsed / new * (self.total - done) if new > 0 else float("nan")

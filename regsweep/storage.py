@@ -182,7 +182,6 @@ def make_storage(url: str, *, heartbeat: bool = True, heartbeat_interval: int = 
         create_file: if ``False`` and the SQLite file does not exist, raise
             :class:`StudyNotFoundError` instead of creating an empty database.
     """
-    import optuna
 
     quiet_optuna()
     check_storage_url(url)

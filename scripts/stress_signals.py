@@ -54,7 +54,9 @@ def one_run(folder: Path, index: int) -> dict[str, object]:
         if line.startswith("stopping:"):
             break
     process.send_signal(signal.SIGINT)
+    second = time.monotonic()
     out, err = process.communicate(timeout=600)
+    stop_seconds = time.monotonic() - second
     err = "".join(seen) + err
     last = err.strip().splitlines()[-1] if err.strip() else ""
     resume = subprocess.run(cmd, cwd=folder, env=env(), capture_output=True, text=True, timeout=600)
@@ -63,6 +65,7 @@ def one_run(folder: Path, index: int) -> dict[str, object]:
     left = sum(row["state"] in ("RUNNING", "WAITING") for row in rows)
     return {
         "run": index, "code": process.returncode, "traceback": "Traceback" in err or "Traceback" in resume.stderr,
+        "stop_seconds": stop_seconds,
         "one_line": last.startswith("regsweep: interrupted"), "resume_code": resume.returncode,
         "resumed": resume.returncode == 0 and finished == TOTAL and left == 0,
         "note": "" if process.returncode == 130 else err.strip()[-1500:],
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         clean += bool(ok)
         print(f"run {index + 1:2d}/{args.runs}: exit {result['code']}, traceback {'yes' if result['traceback'] else 'no'}, "
               f"one line {'yes' if result.get('one_line') else 'no'}, resume exact total "
-              f"{'yes' if result['resumed'] else 'no'} ({time.monotonic() - started:.0f} s)", flush=True)
+              f"{'yes' if result['resumed'] else 'no'}; stopped {result.get('stop_seconds', float('nan')):.1f} s after the "
+              f"second Ctrl-C ({time.monotonic() - started:.0f} s in all)", flush=True)
         if not ok and result["note"]:
             print("    " + str(result["note"]).replace("\n", "\n    "), flush=True)
     print(f"{clean}/{args.runs} clean second Ctrl-Cs")

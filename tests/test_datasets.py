@@ -81,8 +81,14 @@ def test_a_file_that_is_not_reuters_is_a_data_error(tmp_path):
         load_reuters(bad)
 
 
-def test_default_path_prefers_the_full_shared_file():
-    assert default_reuters_path() == (SHARED_REUTERS if SHARED_REUTERS.is_file() else SMALL_REUTERS)
+def test_default_path_prefers_the_full_file_and_falls_back_to_the_shipped_subset(tmp_path):
+    full = tmp_path / "reuters.npz"
+    assert default_reuters_path(full) == SMALL_REUTERS  # no full file: the subset, which loads
+    assert len(load_reuters(default_reuters_path(full)).x_train) == 384
+    full.write_bytes(SMALL_REUTERS.read_bytes())
+    assert default_reuters_path(full) == full
+    (tmp_path / "folder.npz").mkdir()
+    assert default_reuters_path(tmp_path / "folder.npz") == SMALL_REUTERS  # a folder is not the file
 
 
 def test_multi_hot_marks_each_word_once():

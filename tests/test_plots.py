@@ -6,7 +6,7 @@ import pytest
 
 from regsweep.cli import main
 from regsweep.errors import SettingsError
-from regsweep.plots import PLOTS, pareto_front, param_importances, plot_trial_curve, write_plots
+from regsweep.plots import PLOTS, pareto_front, param_importances, plot_trial_curve, trial_curve_figure, write_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -81,9 +81,31 @@ def test_cli_plot_selects_plots_and_formats(failed_study, tmp_path, capsys):
         write_plots(failed_study.study, tmp_path, formats=("pdf",))
 
 
-def test_trial_curve_png(tmp_path):
+def test_trial_curve_figure_holds_both_curves_the_best_epoch_and_a_title():
+    train, val = [0.9, 0.7, 0.6], [1.0, 0.8, 0.85]
+    figure = trial_curve_figure("s", 3, train, val)
+    (ax,) = figure.axes
+    assert ax.get_title() == "s: trial 3 learning curve"
+    assert ax.get_xlabel() == "epoch" and "loss" in ax.get_ylabel()
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["validation"].get_ydata()) == val and list(lines["training"].get_ydata()) == train
+    assert list(lines["validation"].get_xdata()) == [1, 2, 3]
+    (star,) = ax.collections  # the best epoch: epoch 2, loss 0.8
+    assert star.get_offsets().tolist() == [[2.0, 0.8]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["validation", "training", "best epoch 2: 0.8000"]
+
+
+def test_trial_curve_png_shows_the_drawn_curves(tmp_path):
+    import matplotlib.image
+    import numpy as np
+
     path = plot_trial_curve("s", 3, [0.9, 0.7, 0.6], [1.0, 0.8, 0.85], tmp_path / "c.png")
     assert path.read_bytes()[:8] == PNG_MAGIC
+    pixels = matplotlib.image.imread(path)[..., :3]
+    assert pixels.shape[:2] == (306, 495)  # 5.5 x 3.4 inches at 90 dpi
+    orange = np.abs(pixels - np.array([0xD9, 0x5F, 0x02]) / 255).sum(axis=-1) < 0.1  # the validation line
+    green = np.abs(pixels - np.array([0x1B, 0x9E, 0x77]) / 255).sum(axis=-1) < 0.1  # the training line
+    assert orange.sum() > 200 and green.sum() > 100
 
 
 @pytest.mark.parametrize("x, y, front", [

@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from regsweep.data import make_rings
-from regsweep.errors import SettingsError
+from regsweep.errors import SettingsError, StorageError
 from regsweep.objective import train_config
 from regsweep.runner import SweepSettings, claim_trials, failures_in_a_row, make_pruner
 from regsweep.space import TrialConfig
@@ -54,7 +54,7 @@ def test_failures_in_a_row_counts_since_the_last_finished_trial(study):
      ({"storage": "mongodb://x"}, "storage"), ({"trials": True}, "trials")],
 )
 def test_bad_settings_name_the_field(kwargs, match):
-    with pytest.raises(SettingsError if match not in ("study", "storage") else Exception, match=match):
+    with pytest.raises(StorageError if match in ("study", "storage") else SettingsError, match=match):
         SweepSettings(**kwargs)
 
 

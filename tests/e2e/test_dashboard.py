@@ -7,12 +7,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+from dashboard_process import start_dashboard
 
 pytestmark = pytest.mark.slow
 
@@ -34,20 +35,27 @@ def _get_json(url: str) -> dict:
 @pytest.fixture(scope="module")
 def dashboard(review_study, tmp_path_factory):
     """``regsweep dashboard`` in its own process on a free port; yields (base URL, study page URL)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "regsweep.cli", "dashboard", "--study", review_study.name,
-         "--storage", review_study.url, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path_factory.mktemp("dashboard"),
-    )
+    process, base, page = start_dashboard(review_study.name, review_study.url, tmp_path_factory.mktemp("dashboard"))
     try:
-        line = process.stdout.readline()  # printed once the socket is bound
-        match = re.search(r"(http://127\.0\.0\.1:\d+)(/dashboard/studies/\d+)", line)
-        assert match, f"no URL in {line!r}; stderr: {process.stderr.read() if process.poll() is not None else ''}"
-        yield match.group(1), match.group(1) + match.group(2)
+        yield base, page
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert process.returncode is not None
+        process.kill()
+        process.communicate(timeout=30)
+
+
+def test_ctrl_c_stops_the_dashboard_with_one_line_and_exit_code_0(review_study, tmp_path):
+    process, base, _ = start_dashboard(review_study.name, review_study.url, tmp_path)
+    try:
+        assert _get_json(f"{base}/api/studies")["study_summaries"]  # serving before the Ctrl-C
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert err.strip().splitlines()[-1] == "dashboard stopped" and "Traceback" not in err
+    with pytest.raises(OSError):  # the port is closed: nothing serves the study any more
+        _get(f"{base}/api/studies")
 
 
 def test_api_shows_study_trials_attrs_and_artifacts(dashboard, review_study):

@@ -73,7 +73,8 @@ def test_local_cluster_of_two_worker_processes_finishes_exactly_n(tiny_space, ti
     assert counts["finished"] == 6
     assert counts["RUNNING"] == 0
     pids = owner_pids(study)
-    assert len(pids) == 2 and os.getpid() not in pids  # trained in the cluster's two worker processes
+    # Trained in the cluster's worker processes, never in this one (which of the two is up to timing).
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids
 
 
 @pytest.mark.slow
@@ -96,7 +97,8 @@ def test_sweep_on_a_running_scheduler_finishes_exactly_n(storage, dask_cluster, 
     counts = count_states(study)
     assert counts["finished"] == 6
     assert counts["RUNNING"] == 0
-    assert owner_pids(study) == worker_pids  # both Dask worker processes trained, the sweep process did not
+    # Trained by the Dask worker processes (one or both, as timing has it), never by the sweep process.
+    assert owner_pids(study) and owner_pids(study) <= worker_pids
 
 
 def test_scheduler_needs_the_dask_backend(tmp_path):
