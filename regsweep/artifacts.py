@@ -143,7 +143,7 @@ def model_artifacts(study: optuna.Study) -> dict[int, str]:
     for key, raw in study._storage.get_study_system_attrs(study._study_id).items():
         if not key.startswith(ARTIFACTS_PREFIX):
             continue
-        meta = json.loads(raw) if isinstance(raw, str) else raw
+        meta = json.loads(raw) if isinstance(raw, str) else raw  # null: removed by regsweep < 0.2
         match = _MODEL_FILE.match(meta["filename"]) if isinstance(meta, dict) else None
         if match:
             models[int(match.group(1))] = meta["artifact_id"]
@@ -174,9 +174,35 @@ def prune_models(study: optuna.Study, keep_top: int, *, running: tuple[int, floa
             store.remove(artifact_id)
         except ArtifactNotFound:
             pass  # another worker removed it first
-        study._storage.set_study_system_attr(study._study_id, ARTIFACTS_PREFIX + artifact_id, json.dumps(None))
+        forget_artifact(study, artifact_id)
         removed.append(number)
     return removed
+
+
+def forget_artifact(study: optuna.Study, artifact_id: str) -> None:
+    """Delete the study's record of a removed artifact.
+
+    Optuna keeps an artifact's metadata as a study system attribute and has no call to delete
+    one; a record overwritten with ``null`` (as regsweep once wrote) makes Optuna's own
+    ``optuna.artifacts.get_all_artifact_meta(study)`` fail. So the row is deleted from the RDB
+    storage's ``study_system_attributes`` table, in one transaction.
+    """
+    from sqlalchemy import text
+
+    with _rdb_engine(study).begin() as conn:  # the storage's engine: its busy timeout and BEGIN IMMEDIATE
+        conn.execute(text("DELETE FROM study_system_attributes WHERE study_id = :study AND key = :key"),
+                     {"study": study._study_id, "key": ARTIFACTS_PREFIX + artifact_id})
+
+
+def _rdb_engine(study: optuna.Study) -> Any:
+    """The SQLAlchemy engine of the study's RDB storage (under Optuna's cache wrapper, if any)."""
+    storage: Any = study._storage
+    while storage is not None and not hasattr(storage, "engine"):
+        storage = getattr(storage, "_backend", None)
+    if storage is None:
+        raise StorageError(f"study: {study.study_name!r} is not on a database storage; allowed: a study opened "
+                           "from a storage URL such as sqlite:///studies/NAME.db")
+    return storage.engine
 
 
 # -- loading --------------------------------------------------------------------------------------------

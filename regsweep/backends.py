@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import threading
 import uuid
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep.errors import MissingDependencyError, RegsweepError, SettingsError
+from regsweep.runtime import usable_cores
 from regsweep.stopping import SignalState, StopRequest, TrialInterrupted, interrupted
 from regsweep.storage import sqlite_path
 
@@ -93,7 +93,7 @@ def dask_worker_loop(job: WorkerJob, stop_name: str, threads_from_worker: bool =
 
     if threads_from_worker:
         nthreads = max(1, int(get_worker().state.nthreads))
-        job = replace(job, threads=max(1, (os.cpu_count() or 1) // nthreads))
+        job = replace(job, threads=max(1, usable_cores() // nthreads))
     stop = StopRequest(soft=Event(stop_name))
     done = threading.Event()
 

@@ -79,13 +79,11 @@ def _add_verbosity(parser: argparse.ArgumentParser) -> None:
 
 def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) -> None:
     """The flags every runnable sweep accepts."""
-    from os import cpu_count
-
     _add_study_args(parser, study_default=study)
     parser.add_argument("--trials", type=_positive_int, default=trials,
                         help=f"finished trials the study ends with, in total (default: {trials})")
-    parser.add_argument("--workers", type=_positive_int, default=cpu_count() or 1,
-                        help="worker processes (default: number of cores)")
+    parser.add_argument("--workers", type=_positive_int, default=None,
+                        help="worker processes (default: one per usable core; CPU affinity and cgroup limits count)")
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="base random seed (default: 0)")
     parser.add_argument("--out", default=None, help="folder for plots and exports (default: studies/<study>/)")
     parser.add_argument("--pruner", default="median", choices=("none", "median", "hyperband"),
@@ -112,7 +110,10 @@ def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) 
 
 def sweep_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The :func:`regsweep.run_sweep` keyword arguments given by the common sweep flags."""
-    return {"study": args.study, "storage": args.storage, "trials": args.trials, "workers": args.workers,
+    from regsweep.runner import default_workers
+
+    workers = args.workers if args.workers is not None else default_workers()
+    return {"study": args.study, "storage": args.storage, "trials": args.trials, "workers": workers,
             "seed": args.seed, "out": args.out, "pruner": args.pruner, "sampler": args.sampler,
             "progress": args.progress, "repeats": getattr(args, "repeats", 1), "keep_top": getattr(args, "keep_top", 3),
             "backend": getattr(args, "backend", "local"), "scheduler": getattr(args, "scheduler", None),
@@ -403,10 +404,11 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 def _join(args: argparse.Namespace) -> int:
     """``regsweep worker`` and ``--worker-only``: join a study and train until it reaches its total."""
-    from regsweep.runner import join_sweep
+    from regsweep.runner import default_workers, join_sweep
     from regsweep.storage import count_states, study_meta
 
-    study = join_sweep(study=args.study, storage=args.storage, workers=args.workers, backend=args.backend,
+    workers = args.workers if args.workers is not None else default_workers()
+    study = join_sweep(study=args.study, storage=args.storage, workers=workers, backend=args.backend,
                        scheduler=args.scheduler, progress=args.progress, wait=getattr(args, "wait", 0))
     counts = count_states(study)
     print(f"study {study.study_name!r}: {counts['finished']} of {study_meta(study).get('total', '?')} finished "

@@ -524,6 +524,7 @@ def run_pack(study: optuna.Study, trials: list[optuna.trial.Trial], job: WorkerJ
     A stop-now request (checked between epochs, never inside a storage call) fails the open
     trials, queues their retry and raises :class:`~regsweep.stopping.TrialInterrupted`.
     """
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     from regsweep.objective import free_keras_memory
@@ -535,8 +536,22 @@ def run_pack(study: optuna.Study, trials: list[optuna.trial.Trial], job: WorkerJ
 
     def tell(outcome: PackOutcome) -> None:
         trial = trials[outcome.index]
-        _tell(study, trial, outcome, pack=len(trials), keep_top=job.keep_top if artifacts else None)
+        try:
+            _tell(study, trial, outcome, pack=len(trials), keep_top=job.keep_top if artifacts else None)
+        except UpdateFinishedTrialError:
+            _logger.warning("trial %d was ended by another process; its result is dropped", trial.number)
         open_trials.pop(trial.number, None)
+
+    def fail_open_trials(reason: str, *, retry: bool) -> None:
+        for trial in list(open_trials.values()):
+            try:
+                if retry:
+                    retry_later(study, trial, reason)
+                else:
+                    trial.set_user_attr(FAIL_REASON, reason[:500])
+                    study.tell(trial, state=TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                _logger.warning("trial %d was ended by another process", trial.number)
 
     def end_of_epoch(epoch: int) -> None:
         stop.check_now()
@@ -549,13 +564,10 @@ def run_pack(study: optuna.Study, trials: list[optuna.trial.Trial], job: WorkerJ
             train_pack(configs, dataset, seeds=[job.seed + t.number for t in trials], trials=trials,
                        on_done=tell, on_epoch=end_of_epoch)
         except (TrialInterrupted, KeyboardInterrupt):
-            for trial in list(open_trials.values()):
-                retry_later(study, trial, "interrupted")
+            fail_open_trials("interrupted", retry=True)
             raise
         except Exception as exc:  # a broken pack must not kill its worker or the sweep
             _logger.warning("pack of trials %s failed: %s", sorted(open_trials), exc)
-            for trial in list(open_trials.values()):
-                trial.set_user_attr(FAIL_REASON, f"{type(exc).__name__}: {exc}"[:500])
-                study.tell(trial, state=TrialState.FAIL)
+            fail_open_trials(f"{type(exc).__name__}: {exc}", retry=False)
         finally:
             free_keras_memory()

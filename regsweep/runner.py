@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from regsweep import __version__
 from regsweep.errors import AllTrialsFailedError, SettingsError
+from regsweep.runtime import usable_cores
 from regsweep.space import SearchSpace
 from regsweep.stopping import SignalState, StopRequest, TrialInterrupted, install_worker_handlers, interrupted
 from regsweep.storage import (
@@ -134,12 +134,12 @@ class SweepSettings:
     @property
     def threads(self) -> int:
         """TensorFlow intra-op threads per worker: the cores shared out among workers."""
-        return self.threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+        return self.threads_per_worker or max(1, usable_cores() // self.workers)
 
 
 def default_workers() -> int:
-    """One worker per core."""
-    return os.cpu_count() or 1
+    """One worker per usable core (CPU affinity and cgroup quotas respected)."""
+    return usable_cores()
 
 
 # -- samplers and pruners ---------------------------------------------------------------------------
@@ -150,6 +150,18 @@ def make_sampler(name: str, seed: int, *, parallel: bool = False) -> optuna.samp
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, constant_liar=parallel)
+
+
+def sampler_seed(seed: int, worker: int, trials_so_far: int) -> int:
+    """The seed of one sampler incarnation: distinct per (sweep seed, worker index, trials in the study).
+
+    A worker that re-enters its loop (recycling, ``--workers 1`` every ``recycle_after``
+    trials) or a resumed sweep sees more trials than before, so its sampler never replays an
+    earlier incarnation's draws; an uninterrupted ``--workers 1 --seed S`` run stays reproducible.
+    """
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, worker, trials_so_far]).generate_state(1)[0])
 
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -250,29 +262,42 @@ def run_one_trial(study: optuna.Study, trial: optuna.Trial, job: WorkerJob, spac
     :class:`~regsweep.stopping.TrialInterrupted` propagates.
     """
     import optuna
+
+    with heartbeat(study, [trial._trial_id]):
+        try:
+            _train_and_tell(study, trial, job, space, dataset, stop)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            _logger.warning("trial %d was ended by another process (it took this worker for dead); "
+                            "its result is dropped and its retry runs elsewhere", trial.number)
+
+
+def _train_and_tell(study: optuna.Study, trial: optuna.Trial, job: WorkerJob, space: SearchSpace, dataset: Dataset,
+                    stop: StopRequest) -> None:
+    import optuna
     from optuna.trial import TrialState
 
     from regsweep.objective import objective, record_worker_rss
 
-    with heartbeat(study, [trial._trial_id]):
+    try:
         try:
-            try:
-                value = objective(trial, space, dataset, seed=job.seed, repeats=job.repeats, keep_top=job.keep_top,
-                                  stop=stop)
-            finally:
-                record_worker_rss(trial)
-        except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
-        except (TrialInterrupted, KeyboardInterrupt):
-            retry_later(study, trial, "interrupted")
-            raise
-        except Exception as exc:  # a bad trial must not kill its worker or the sweep
-            if FAIL_REASON not in trial.user_attrs:
-                trial.set_user_attr(FAIL_REASON, f"{type(exc).__name__}: {exc}"[:500])
-            _logger.warning("trial %d failed: %s", trial.number, exc)
-            study.tell(trial, state=TrialState.FAIL)
-        else:
-            study.tell(trial, value)
+            value = objective(trial, space, dataset, seed=job.seed, repeats=job.repeats, keep_top=job.keep_top,
+                              stop=stop)
+        finally:
+            record_worker_rss(trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+    except (TrialInterrupted, KeyboardInterrupt):
+        retry_later(study, trial, "interrupted")
+        raise
+    except optuna.exceptions.UpdateFinishedTrialError:
+        raise
+    except Exception as exc:  # a bad trial must not kill its worker or the sweep
+        if FAIL_REASON not in trial.user_attrs:
+            trial.set_user_attr(FAIL_REASON, f"{type(exc).__name__}: {exc}"[:500])
+        _logger.warning("trial %d failed: %s", trial.number, exc)
+        study.tell(trial, state=TrialState.FAIL)
+    else:
+        study.tell(trial, value)
 
 
 def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any = None) -> int:
@@ -292,7 +317,8 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
     space = SearchSpace.from_dict(job.space)
     dataset = load_dataset(job.data_source)
     study = load_study(job.storage_url, job.study_name)
-    study.sampler = make_sampler(job.sampler, job.seed + job.index, parallel=job.parallel)
+    seed = sampler_seed(job.seed, job.index, len(study.get_trials(deepcopy=False)))
+    study.sampler = make_sampler(job.sampler, seed, parallel=job.parallel)
     study.pruner = make_pruner(job.pruner, space.max_epochs)
     threads = tensorflow_threads()
     ran = 0

@@ -28,8 +28,9 @@ _logger = logging.getLogger(__name__)
 DEFAULT_ROOT = Path("studies")
 STUDY_ATTR = "regsweep"
 HEARTBEAT_INTERVAL = 10
-GRACE_PERIOD = 30
 SQLITE_BUSY_TIMEOUT = 60.0
+# A live worker waiting on a lock (up to the busy timeout) must never be taken for a dead one.
+GRACE_PERIOD = int(SQLITE_BUSY_TIMEOUT) + 3 * HEARTBEAT_INTERVAL
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 
@@ -372,7 +373,8 @@ _ENDING_ATTRS = (FAIL_REASON, "not_counted")
 
 class RetryStaleTrial:
     """Optuna's ``RetryHeartbeatStaleTrialCallback`` (a WAITING copy with the same parameters),
-    minus the failed trial's ``fail_reason``/``not_counted``, plus ``retry_of`` naming the first try."""
+    minus the failed trial's ``fail_reason``/``not_counted`` and owner tag, plus ``retry_of``
+    naming the first try."""
 
     def __init__(self, max_retry: int | None = 3) -> None:
         import optuna
@@ -385,6 +387,8 @@ class RetryStaleTrial:
         clean = copy.deepcopy(trial)
         attrs = {k: v for k, v in trial.user_attrs.items() if k not in _ENDING_ATTRS}
         clean.user_attrs = {**attrs, "retry_of": trial.system_attrs.get("failed_trial", trial.number)}
+        # The dead owner's tag must not travel with the retry: another worker would fail it again.
+        clean.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != OWNER_ATTR}
         self._retry(study, clean)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 
 import regsweep
@@ -101,3 +102,10 @@ def test_prune_models_keeps_the_best_k(tmp_path):
     assert sorted(p.name for p in artifact_dir(study).iterdir() if p.name in model_artifacts(study).values()) == \
         [model_artifacts(study)[best]]
     assert _val_data_loss(regsweep.load_best_model(study), made.dataset) == pytest.approx(study.best_value, rel=1e-5)
+    # The study stays an ordinary Optuna study: Optuna's own API lists exactly the models left.
+    from optuna.artifacts import get_all_artifact_meta
+
+    again = optuna.load_study(study_name="prune", storage=made.url)
+    metas = get_all_artifact_meta(again)
+    assert [m.filename for m in metas] == [f"trial-{best:04d}-model.keras"]
+    assert metas[0].artifact_id == model_artifacts(study)[best]

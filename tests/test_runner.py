@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -59,11 +63,19 @@ def test_bad_settings_name_the_field(kwargs, match):
 
 
 def test_threads_are_shared_out_between_workers():
-    import os
-
-    assert SweepSettings(workers=1).threads == (os.cpu_count() or 1)
+    assert SweepSettings(workers=1).threads == len(os.sched_getaffinity(0))
     assert SweepSettings(workers=64).threads == 1
     assert SweepSettings(workers=2, threads_per_worker=3).threads == 3
+
+
+def test_default_workers_and_threads_follow_the_cpu_affinity():
+    """Pinned to one core (as a container's cpuset would), a sweep starts 1 worker with 1 thread."""
+    code = ("import os; os.sched_setaffinity(0, {0}); from regsweep.runner import SweepSettings, default_workers; "
+            "print(default_workers(), SweepSettings(workers=1).threads, os.cpu_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    workers, threads, cpu_count = map(int, out.stdout.split())
+    assert (workers, threads) == (1, 1)
+    assert cpu_count == os.cpu_count()  # os.cpu_count() alone would have said this many
 
 
 @pytest.mark.parametrize(("name", "cls"), [("none", optuna.pruners.NopPruner), ("median", optuna.pruners.MedianPruner),

@@ -1,0 +1,96 @@
+"""A trial's life at the edges: no repeated configurations across sampler incarnations, a worker
+that survives its trial being ended elsewhere, workers that stop with their parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import optuna
+import pytest
+from sweep_process import env, sweep_cmd, trials, wait_for, write_sweep
+
+from regsweep import SearchSpace, run_sweep
+from regsweep.storage import count_states, load_study
+
+pytestmark = pytest.mark.slow
+
+SPACE = SearchSpace(depth=(1, 2), width=(2, 8), patience=(1, 2), max_epochs=2, batch_size=32)
+
+
+def param_sets(study: optuna.Study) -> list[tuple]:
+    """The sampled parameters of every counted trial (retries of one trial share them on purpose)."""
+    return [tuple(sorted(t.params.items())) for t in study.trials
+            if not t.user_attrs.get("not_counted") and "retry_of" not in t.user_attrs]
+
+
+def test_random_sampler_never_repeats_a_trial_across_resumes_extensions_and_recycling(tiny_rings, sqlite_url, tmp_path):
+    common = dict(study="r", storage=sqlite_url, sampler="random", out=str(tmp_path / "out"), progress=False,
+                  keep_top=0, pruner="none")
+    run_sweep(SPACE, tiny_rings, trials=3, workers=2, **common)           # stopped early, say
+    run_sweep(SPACE, tiny_rings, trials=6, workers=2, **common)           # resumed and extended
+    run_sweep(SPACE, tiny_rings, trials=10, workers=1, recycle_after=2, **common)  # re-enters every 2 trials
+    study = load_study(sqlite_url, "r", heartbeat=False)
+    assert count_states(study)["finished"] == 10
+    sets = param_sets(study)
+    assert len(sets) == 10 and len(set(sets)) == 10  # the same seed per incarnation would replay 0, 1, 2, ...
+
+
+def test_an_uninterrupted_single_worker_run_is_reproducible(tiny_rings, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        study = run_sweep(SPACE, tiny_rings, study=name, storage=f"sqlite:///{tmp_path / name}.db", trials=5,
+                          workers=1, recycle_after=2, sampler="random", seed=7, out=str(tmp_path / name),
+                          progress=False, keep_top=0)
+        runs.append(param_sets(study))
+    assert runs[0] == runs[1]
+
+
+def test_a_worker_survives_its_trial_being_failed_by_another_process_and_the_total_stays_exact(tmp_path):
+    """Another process fails the running trial (as a stale-trial check would) and queues its retry;
+    the worker drops its result, goes on, and the sweep ends with exactly its total, exit 0."""
+    from regsweep.storage import make_storage
+
+    sweep, db, total = write_sweep(tmp_path, epochs=30), tmp_path / "race.db", 3
+    process = subprocess.Popen(sweep_cmd(sweep, db, trials=total, workers=1), cwd=tmp_path, env=env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rows = wait_for(db, lambda rows: any(r["state"] == "RUNNING" and "patience" in r["params"] for r in rows), process)
+    victim = next(r["number"] for r in rows if r["state"] == "RUNNING")
+    study = optuna.load_study(study_name="tiny", storage=make_storage(f"sqlite:///{db}"))
+    frozen = next(t for t in study.trials if t.number == victim)
+    study._storage.set_trial_user_attr(frozen._trial_id, "not_counted", True)
+    study._storage.set_trial_state_values(frozen._trial_id, state=optuna.trial.TrialState.FAIL)
+    study._storage.get_heartbeat_stale_trial_callback()(study, study._storage.get_trial(frozen._trial_id))
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and f"trial {victim} was ended by another process" in err
+    rows = trials(db)
+    finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+    assert len(finished) == total and not [r for r in rows if r["state"] in ("RUNNING", "WAITING")]
+    retry = [r for r in rows if r["system"].get("failed_trial") == victim]
+    assert len(retry) == 1 and retry[0]["state"] in ("COMPLETE", "PRUNED")
+
+
+def test_killing_only_the_parent_stops_its_workers_and_a_rerun_retries_their_trials(tmp_path):
+    import psutil
+
+    sweep, db, total = write_sweep(tmp_path, epochs=100), tmp_path / "orphan.db", 3
+    cmd = sweep_cmd(sweep, db, trials=total, workers=2)
+    process = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(db, lambda rows: sum(r["state"] == "RUNNING" for r in rows) == 2, process)
+    workers = psutil.Process(process.pid).children()
+    assert len([w for w in workers if "spawn_main" in " ".join(w.cmdline())]) == 2
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    gone, alive = psutil.wait_procs(workers, timeout=60)  # bounded wait for the workers to notice
+    assert not alive, [p.cmdline() for p in alive]
+    rows = trials(db)
+    assert not [r for r in rows if r["state"] == "RUNNING"]  # each worker failed its trial and queued a retry
+    interrupted = [r["number"] for r in rows if r["user"].get("fail_reason") == "interrupted"]
+    assert len(interrupted) == 2
+    done = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = trials(db)
+    assert sum(r["state"] in ("COMPLETE", "PRUNED") for r in rows) == total
+    assert sorted(r["system"]["failed_trial"] for r in rows if "failed_trial" in r["system"]) == sorted(interrupted)
