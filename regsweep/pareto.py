@@ -214,10 +214,13 @@ def peer_pruner(trials: Iterable[optuna.trial.FrozenTrial]) -> PeerPruner:
 
 
 def study_peer_pruner(study: optuna.Study) -> PeerPruner | None:
-    """The :class:`PeerPruner` for a trial starting now in a multi-objective study; ``None`` for a
-    single-objective study (Optuna's pruner applies) or when the study's pruner is ``none``."""
+    """The :class:`PeerPruner` for a trial starting now in a multi-objective study (one without peers,
+    which never prunes, when the study's pruner is ``none``); ``None`` for a single-objective study,
+    where Optuna's pruner applies."""
     import optuna
 
-    if not is_multi(study_objectives(study)) or isinstance(study.pruner, optuna.pruners.NopPruner):
+    if not is_multi(study_objectives(study)):
         return None
+    if isinstance(study.pruner, optuna.pruners.NopPruner):
+        return PeerPruner(())
     return peer_pruner(study.get_trials(deepcopy=False))
