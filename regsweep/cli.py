@@ -155,6 +155,13 @@ def finish_sweep(study: optuna.Study, out_dir: Path, *, plots: bool = True) -> N
     print(console_table(board))
     print("\nPer regularizer:")
     print(regularizer_summary(board).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if "pareto" in board.columns and board["pareto"].any():
+        from regsweep.pareto import DEFAULT_TOLERANCE, best_trial
+
+        best = best_trial(study)
+        print(f"\nPareto front: {int(board['pareto'].sum())} trials; best (the smallest model within "
+              f"{DEFAULT_TOLERANCE:.0%} of the front's lowest val_loss): trial {best.number}, "
+              f"val_loss {best.values[0]:.4f}, n_params {best.user_attrs.get('n_params')}")
     out_dir.mkdir(parents=True, exist_ok=True)
     export(board, "csv", out_dir / "leaderboard.csv")
     export(board, "md", out_dir / "leaderboard.md")
