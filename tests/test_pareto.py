@@ -187,3 +187,25 @@ def test_sweep_rejects_bad_objective_flags_before_writing(world, argv, words):  
 def test_best_rejects_bad_flags_before_writing(world, argv, words):  # noqa: F811
     before = snapshot(world)
     check_rejected(run_cli(["-m", "regsweep.cli"], argv, world), words, before, world)
+
+
+def test_optuna_dashboard_sees_a_pareto_study_with_its_metric_names(sqlite_url):
+    import threading
+    import urllib.request
+
+    from regsweep.dashboard import make_server
+
+    study = make_study(sqlite_url)
+    server = make_server(study, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        with urllib.request.urlopen(f"http://{host}:{port}/api/studies/{study._study_id}", timeout=30) as response:
+            detail = json.loads(response.read())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert detail["directions"] == ["minimize", "minimize"]
+    assert detail["objective_names"] == list(MO)  # the names the dashboard labels its axes with
+    assert sorted(t["number"] for t in detail["best_trials"]) == [0, 1, 3, 5]  # Optuna's front is ours
