@@ -209,3 +209,12 @@ def test_optuna_dashboard_sees_a_pareto_study_with_its_metric_names(sqlite_url):
     assert detail["directions"] == ["minimize", "minimize"]
     assert detail["objective_names"] == list(MO)  # the names the dashboard labels its axes with
     assert sorted(t["number"] for t in detail["best_trials"]) == [0, 1, 3, 5]  # Optuna's front is ours
+
+
+def test_models_of_the_whole_front_are_kept_in_a_pareto_study(sqlite_url):
+    from regsweep.artifacts import kept_trials
+
+    study = make_study(sqlite_url)
+    assert kept_trials(study, 1) == {0, 1, 3, 5}  # not the top 1 by loss: the best rule may pick any of them
+    assert kept_trials(study, 3, running=(9, (0.25, 200))) == {0, 1, 3, 5, 9}
+    assert kept_trials(study, 3, running=(9, (0.1, 10))) == {9}  # dominates the whole front
