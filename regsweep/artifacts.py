@@ -170,6 +170,7 @@ def _enters_top(study: optuna.Study, running: tuple[int, Any], k: int) -> bool:
 
 
 def _complete_state() -> Any:
+    """``TrialState.COMPLETE`` (Optuna imported on first use)."""
     from optuna.trial import TrialState
 
     return TrialState.COMPLETE

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from regsweep.errors import SettingsError
+from regsweep.storage import STUDY_ATTR
 
 if TYPE_CHECKING:
     import optuna
@@ -44,7 +45,6 @@ COMPLEXITY = ("n_params", "weight_l2")
 OBJECTIVES = (LOSS, *COMPLEXITY, "train_seconds")
 DEFAULT_OBJECTIVES = (LOSS,)
 DEFAULT_TOLERANCE = 0.01
-STUDY_ATTR = "regsweep"  # the study user attribute regsweep records itself in (see regsweep.storage)
 
 
 # -- objectives ----------------------------------------------------------------------------------------
@@ -73,6 +73,7 @@ def study_objectives(study: optuna.Study) -> tuple[str, ...]:
 
 
 def is_multi(objectives: Sequence[str]) -> bool:
+    """Whether ``objectives`` make a multi-objective (Pareto) study."""
     return len(objectives) > 1
 
 
