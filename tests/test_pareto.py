@@ -218,3 +218,14 @@ def test_models_of_the_whole_front_are_kept_in_a_pareto_study(sqlite_url):
     assert kept_trials(study, 1) == {0, 1, 3, 5}  # not the top 1 by loss: the best rule may pick any of them
     assert kept_trials(study, 3, running=(9, (0.25, 200))) == {0, 1, 3, 5, 9}
     assert kept_trials(study, 3, running=(9, (0.1, 10))) == {9}  # dominates the whole front
+
+
+def test_complexity_plot_and_report_of_a_pareto_study(sqlite_url, tmp_path):
+    from regsweep.html_report import write_report
+    from regsweep.plots import write_plots
+
+    study = make_study(sqlite_url)
+    [path] = write_plots(study, tmp_path / "plots", which=("complexity",))
+    assert path.name == "complexity.png" and path.stat().st_size > 10_000
+    html = write_report(study, tmp_path / "report.html", plots=False).read_text()
+    assert "<th>front</th>" in html and "<th>on_front</th>" in html and "#3: val_loss 0.2020" in html
