@@ -118,3 +118,16 @@ def test_multi_objective_sweep_on_postgres_with_a_dask_cluster(postgres_url, tmp
     assert study.metric_names == list(MO) and len(study.directions) == 2
     _assert_values_match_attributes(study)
     assert set(leaderboard(study)["pareto"]) <= {True, False} and leaderboard(study)["pareto"].any()
+
+
+def test_a_joining_worker_reads_the_objectives_from_the_study(tmp_path):
+    from regsweep.runner import join_sweep
+    from regsweep.storage import study_meta
+
+    url = f"sqlite:///{tmp_path / 'join.db'}"
+    study = _sweep(url, 2, pruner="none")
+    study.set_user_attr("regsweep", {**study_meta(study), "total": 3})  # as if the sweep were still running
+    join_sweep(study="mo", storage=url, progress=False)
+    study = load_study(url, "mo", heartbeat=False)
+    assert count_states(study)["COMPLETE"] == 3 and len(study.trials) == 3
+    _assert_values_match_attributes(study)
