@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep.errors import SettingsError, StorageError
+from regsweep.pareto import DEFAULT_TOLERANCE, best_trial
 
 if TYPE_CHECKING:
     import keras
@@ -89,9 +90,11 @@ def save_trial_artifacts(study: optuna.Study, trial: optuna.Trial, keras_model: 
     """
     store = artifact_store(study)
     written = {"curve": save_learning_curve(study, trial, result.train_curve, result.val_curve, store=store)}
-    if keras_model is not None and keep_top > 0 and _enters_top(study, trial.number, result.val_loss, keep_top):
-        written["model"] = save_model(study, trial, keras_model, store=store)
-        prune_models(study, keep_top, running=(trial.number, result.val_loss))
+    if keras_model is not None and keep_top > 0:
+        running = (trial.number, _ranking_value(study, result))
+        if _enters_top(study, running, keep_top):
+            written["model"] = save_model(study, trial, keras_model, store=store)
+            prune_models(study, keep_top, running=running)
     return written
 
 
@@ -127,13 +130,50 @@ def save_model(study: optuna.Study, trial: optuna.Trial, keras_model: keras.Mode
     return artifact_id
 
 
-def _enters_top(study: optuna.Study, number: int, value: float, k: int) -> bool:
-    """Whether ``value`` ranks among the ``k`` best complete trials (ties count as in)."""
-    from optuna.trial import TrialState
+def _ranking_value(study: optuna.Study, result: Any) -> Any:
+    """A running trial's ``val_loss``, or its objectives' values in a multi-objective study."""
+    from regsweep.pareto import is_multi, objective_values, study_objectives
 
-    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    objectives = study_objectives(study)
+    return tuple(objective_values(result.attrs(), objectives)) if is_multi(objectives) else result.val_loss
+
+
+def kept_trials(study: optuna.Study, keep_top: int, *, running: tuple[int, Any] | None = None) -> set[int]:
+    """The trials whose models are kept: the ``keep_top`` best complete trials by ``val_loss`` (ties
+    count as in) or, in a multi-objective study, every trial on the Pareto front (the best rule picks
+    from it). ``running`` adds a running trial's ``(number, value or objective values)``."""
+    from regsweep.pareto import is_multi, pareto_indices, study_objectives, trial_point
+
+    complete = study.get_trials(deepcopy=False, states=(_complete_state(),))
+    objectives = study_objectives(study)
+    if is_multi(objectives):
+        ranked = [(t.number, p) for t in complete if (p := trial_point(t, objectives)) is not None]
+        ranked += [running] if running is not None else []
+        return {ranked[i][0] for i in pareto_indices([p for _, p in ranked])}
+    ranking = [(t.value, t.number) for t in complete if t.value is not None]
+    if running is not None:
+        ranking.append((running[1], running[0]))
+    return {number for _, number in sorted(ranking)[:keep_top]}
+
+
+def _enters_top(study: optuna.Study, running: tuple[int, Any], k: int) -> bool:
+    """Whether a running trial's model is kept: among the ``k`` best complete trials (ties count
+    as in), or on the Pareto front in a multi-objective study."""
+    from regsweep.pareto import is_multi, study_objectives
+
+    if is_multi(study_objectives(study)):
+        return running[0] in kept_trials(study, k, running=running)
+    number, value = running
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(_complete_state(),))
               if t.value is not None and t.number != number]
     return sum(v < value for v in values) < k
+
+
+def _complete_state() -> Any:
+    """``TrialState.COMPLETE`` (Optuna imported on first use)."""
+    from optuna.trial import TrialState
+
+    return TrialState.COMPLETE
 
 
 # -- listing and pruning models ---------------------------------------------------------------------------
@@ -150,20 +190,16 @@ def model_artifacts(study: optuna.Study) -> dict[int, str]:
     return models
 
 
-def prune_models(study: optuna.Study, keep_top: int, *, running: tuple[int, float] | None = None) -> list[int]:
-    """Remove models of finished trials outside the ``keep_top`` best complete trials.
+def prune_models(study: optuna.Study, keep_top: int, *, running: tuple[int, Any] | None = None) -> list[int]:
+    """Remove models of finished trials outside :func:`kept_trials` (the ``keep_top`` best, or the front).
 
     Models of still-running trials are kept. ``running`` adds a running trial's
     ``(number, value)`` to the ranking. Returns the trial numbers whose models were removed.
     """
     from optuna.artifacts.exceptions import ArtifactNotFound
-    from optuna.trial import TrialState
 
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    ranking = [(t.value, t.number) for t in trials.values() if t.state == TrialState.COMPLETE and t.value is not None]
-    if running is not None:
-        ranking.append((running[1], running[0]))
-    keep = {number for _, number in sorted(ranking)[:keep_top]}
+    keep = kept_trials(study, keep_top, running=running)
     store = artifact_store(study)
     removed = []
     for number, artifact_id in model_artifacts(study).items():
@@ -206,17 +242,11 @@ def _rdb_engine(study: optuna.Study) -> Any:
 
 
 # -- loading --------------------------------------------------------------------------------------------
-def _best_complete_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    from optuna.trial import TrialState
-
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise SettingsError(f"study: {study.study_name!r} has no complete trial yet; allowed: a study with results")
-    return study.best_trial
-
-
-def model_artifact_id(study: optuna.Study, trial_number: int | None = None) -> tuple[int, str]:
-    """``(trial number, artifact id)`` of the stored model of a trial (default: the best trial)."""
-    number = _best_complete_trial(study).number if trial_number is None else trial_number
+def model_artifact_id(study: optuna.Study, trial_number: int | None = None, *,
+                      tolerance: float = DEFAULT_TOLERANCE) -> tuple[int, str]:
+    """``(trial number, artifact id)`` of the stored model of a trial (default: the best trial,
+    by :func:`regsweep.pareto.best_trial` with ``tolerance`` in a multi-objective study)."""
+    number = best_trial(study, tolerance=tolerance).number if trial_number is None else trial_number
     stored = model_artifacts(study)
     if number not in stored:
         kept = sorted(stored) or "none"
@@ -225,8 +255,12 @@ def model_artifact_id(study: optuna.Study, trial_number: int | None = None) -> t
     return number, stored[number]
 
 
-def export_best_model(study: optuna.Study, path: str | Path, *, trial_number: int | None = None) -> Path:
+def export_best_model(study: optuna.Study, path: str | Path, *, trial_number: int | None = None,
+                      tolerance: float = DEFAULT_TOLERANCE) -> Path:
     """Copy the best trial's ``.keras`` model (or ``trial_number``'s) to ``path``.
+
+    In a multi-objective study the best trial is the smallest model within ``tolerance`` of the
+    front's lowest loss (see :mod:`regsweep.pareto`).
 
     Example:
         >>> export_best_model(study, "best.keras")  # doctest: +SKIP
@@ -236,7 +270,7 @@ def export_best_model(study: optuna.Study, path: str | Path, *, trial_number: in
     target = Path(path)
     if target.suffix != ".keras":
         raise SettingsError(f"export: got {str(target)!r}; allowed: a path ending in .keras")
-    _, artifact_id = model_artifact_id(study, trial_number)
+    _, artifact_id = model_artifact_id(study, trial_number, tolerance=tolerance)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target.unlink()
@@ -244,8 +278,12 @@ def export_best_model(study: optuna.Study, path: str | Path, *, trial_number: in
     return target
 
 
-def load_best_model(study: optuna.Study, *, trial_number: int | None = None) -> keras.Model:
+def load_best_model(study: optuna.Study, *, trial_number: int | None = None,
+                    tolerance: float = DEFAULT_TOLERANCE) -> keras.Model:
     """The best trial's trained model (or ``trial_number``'s), compiled, ready to ``predict``/``evaluate``.
+
+    In a multi-objective study the best trial is the smallest model whose loss is within
+    ``tolerance`` (default 1 %) of the lowest loss on the front (:func:`regsweep.pareto.best_trial`).
 
     Its ``evaluate`` on the validation data gives the trial's ``data_loss`` = the leaderboard's
     ``val_loss`` (for ``--repeats`` > 1: the saved repeat's own ``model_val_loss``).
@@ -256,5 +294,5 @@ def load_best_model(study: optuna.Study, *, trial_number: int | None = None) -> 
     import keras
 
     with tempfile.TemporaryDirectory(prefix="regsweep-") as tmp:
-        path = export_best_model(study, Path(tmp) / "model.keras", trial_number=trial_number)
+        path = export_best_model(study, Path(tmp) / "model.keras", trial_number=trial_number, tolerance=tolerance)
         return keras.models.load_model(path)

@@ -87,8 +87,12 @@ def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) 
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="base random seed (default: 0)")
     parser.add_argument("--out", default=None, help="folder for plots and exports (default: studies/<study>/)")
     parser.add_argument("--pruner", default="median", choices=("none", "median", "hyperband"),
-                        help="per-epoch pruning (default: median)")
-    parser.add_argument("--sampler", default="tpe", choices=("tpe", "random"), help="Optuna sampler (default: tpe)")
+                        help="per-epoch pruning (default: median; with several objectives: regsweep's peer rule)")
+    parser.add_argument("--sampler", default="tpe", choices=("tpe", "random", "nsga2"),
+                        help="Optuna sampler (default: tpe, also for several objectives; nsga2: NSGA-II)")
+    parser.add_argument("--objectives", nargs="+", default=["val_loss"], metavar="NAME",
+                        help="what to minimize: val_loss (default), then any of n_params, weight_l2, train_seconds "
+                             "for a multi-objective (Pareto) sweep, e.g. --objectives val_loss n_params")
     parser.add_argument("--data", default=None, help="train on this .npz or .csv file instead of the sweep's data")
     parser.add_argument("--no-plots", action="store_true", help="skip writing plots at the end")
     _add_backend_args(parser)
@@ -117,7 +121,7 @@ def sweep_settings(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed, "out": args.out, "pruner": args.pruner, "sampler": args.sampler,
             "progress": args.progress, "repeats": getattr(args, "repeats", 1), "keep_top": getattr(args, "keep_top", 3),
             "backend": getattr(args, "backend", "local"), "scheduler": getattr(args, "scheduler", None),
-            "pack": getattr(args, "pack", 1)}
+            "pack": getattr(args, "pack", 1), "objectives": tuple(getattr(args, "objectives", ["val_loss"]))}
 
 
 def _pack_value(text: str) -> int | str:
@@ -153,6 +157,13 @@ def finish_sweep(study: optuna.Study, out_dir: Path, *, plots: bool = True) -> N
     print(console_table(board))
     print("\nPer regularizer:")
     print(regularizer_summary(board).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if "pareto" in board.columns and board["pareto"].any():
+        from regsweep.pareto import DEFAULT_TOLERANCE, best_trial
+
+        best = best_trial(study)
+        print(f"\nPareto front: {int(board['pareto'].sum())} trials; best (the smallest model within "
+              f"{DEFAULT_TOLERANCE:.0%} of the front's lowest val_loss): trial {best.number}, "
+              f"val_loss {best.values[0]:.4f}, n_params {best.user_attrs.get('n_params')}")
     out_dir.mkdir(parents=True, exist_ok=True)
     export(board, "csv", out_dir / "leaderboard.csv")
     export(board, "md", out_dir / "leaderboard.md")
@@ -329,25 +340,49 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"failed:   {counts['FAIL']}  running: {counts['RUNNING']}  waiting: {counts['WAITING']}")
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if complete:
-        best = study.best_trial
-        print(f"best:     trial {best.number}, val_loss {best.value:.4f}, params {best.params}")
+        from regsweep.pareto import best_trial
+
+        best = best_trial(study)
+        print(f"best:     trial {best.number}, val_loss {best.values[0]:.4f}, params {best.params}")
     return 0
+
+
+def _tolerance(text: str) -> float:
+    from regsweep.pareto import check_tolerance
+
+    try:
+        return check_tolerance(float(text))
+    except (ValueError, SettingsError):
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number in [0, 1] (0.01 = 1 %)") from None
+
+
+def _best_record(trial: optuna.trial.FrozenTrial, objectives: tuple[str, ...]) -> dict[str, Any]:
+    """What ``regsweep best`` prints about one trial."""
+    keys = ("val_metric", "train_loss", "gap", "n_params", "epochs", *objectives[1:])
+    return {"trial": trial.number, "val_loss": trial.values[0] if trial.values else None, "params": trial.params,
+            **{k: trial.user_attrs.get(k) for k in dict.fromkeys(keys)}}
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
     import json
 
+    from regsweep.pareto import best_trial, front_trials, is_multi, study_objectives
+
     study = _load(args)
-    if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
-        raise SettingsError(f"study: {args.study!r} has no complete trial yet; allowed: a study with results")
-    best = study.best_trial
-    print(json.dumps({"trial": best.number, "val_loss": best.value, "params": best.params,
-                      **{k: best.user_attrs.get(k) for k in ("val_metric", "train_loss", "gap", "n_params", "epochs")}},
-                     indent=1))
+    objectives = study_objectives(study)
+    if args.all_pareto and not is_multi(objectives):
+        raise SettingsError(f"all-pareto: study {args.study!r} has one objective (val_loss); allowed: a study made "
+                            "with several objectives, e.g. --objectives val_loss n_params")
+    best = best_trial(study, tolerance=args.tolerance)
+    if args.all_pareto:
+        front = [{**_best_record(t, objectives), "best": t.number == best.number} for t in front_trials(study)]
+        print(json.dumps(front, indent=1))
+    else:
+        print(json.dumps(_best_record(best, objectives), indent=1))
     if getattr(args, "export", None):
         from regsweep.artifacts import export_best_model
 
-        path = export_best_model(study, args.export)
+        path = export_best_model(study, args.export, tolerance=args.tolerance)
         print(f"wrote {path}")
     return 0
 
@@ -448,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
     best = sub.add_parser("best", help="the best trial as JSON; --export writes its trained model")
     _add_study_args(best)
     best.add_argument("--export", metavar="PATH", default=None, help="write the best model as a .keras file")
+    best.add_argument("--tolerance", type=_tolerance, default=0.01,
+                      help="with several objectives: the best trial is the smallest model whose val_loss is within "
+                           "this fraction of the front's lowest (default: 0.01 = 1 %%)")
+    best.add_argument("--all-pareto", action="store_true",
+                      help="list every trial on the Pareto front (lowest loss first) instead of the best one")
     _add_verbosity(best)
     best.set_defaults(func=_cmd_best)
 
@@ -458,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--top", type=_positive_int, default=None, help="only the best K rows")
     board.add_argument("--state", default="finished", choices=("finished", "complete", "pruned", "failed", "all"),
                        help="which trials (default: finished = complete + pruned)")
-    board.add_argument("--sort", default="val_loss", help="column to sort by (default: val_loss)")
+    board.add_argument("--sort", default=None,
+                       help="column to sort by (default: val_loss; with several objectives: front, then val_loss)")
     board.add_argument("--descending", action="store_true", help="sort largest first")
     board.add_argument("--summary", action="store_true",
                        help="per-regularizer summary (best, median, count of val_loss) instead of one row per trial")

@@ -63,13 +63,15 @@ def study_overview(study: optuna.Study) -> dict[str, Any]:
         "finished / target": f"{counts['finished']} / {meta.get('total', '?')}",
         "complete, pruned, failed, running": f"{counts['COMPLETE']}, {counts['PRUNED']}, {counts['FAIL']}, {counts['RUNNING']}",
     }
-    for key in ("seed", "sampler", "pruner", "repeats", "keep_top"):
+    for key in ("seed", "sampler", "pruner", "repeats", "keep_top", "objectives"):
         if key in meta:
             overview[key] = meta[key]
     if counts["COMPLETE"]:
-        best = study.best_trial
+        from regsweep.pareto import best_trial
+
+        best = best_trial(study)
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-        overview["best trial"] = f"#{best.number}: val_loss {best.value:.4f}; {params}"
+        overview["best trial"] = f"#{best.number}: val_loss {best.values[0]:.4f}; {params}"
     return overview
 
 

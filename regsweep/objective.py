@@ -158,13 +158,15 @@ def train_config(config: TrialConfig, dataset: Dataset, *, seed: int = 0,
 
     With ``trial``, each epoch's validation data loss is reported to it and Optuna's pruner
     may stop training (``optuna.TrialPruned`` is raised after the curves are recorded on
-    the trial). A NaN or infinite loss raises :class:`NonFiniteLossError`. With ``stop``, a
+    the trial); in a multi-objective study regsweep's :class:`~regsweep.pareto.PeerPruner`
+    decides instead. A NaN or infinite loss raises :class:`NonFiniteLossError`. With ``stop``, a
     stop-now request raises :class:`~regsweep.stopping.TrialInterrupted` between two batches.
     """
     import keras
     import optuna
 
     from regsweep.models import build_model, count_params, dense_kernels, kernel_norms
+    from regsweep.pareto import study_peer_pruner
 
     started = time.perf_counter()
     _quiet_keras()
@@ -172,6 +174,8 @@ def train_config(config: TrialConfig, dataset: Dataset, *, seed: int = 0,
     train, val, steps = input_pipelines(dataset, config.batch_size, seed)
     model = build_model(config, dataset, steps_per_execution=steps)
     history: dict[str, list[float]] = {"data_loss": [], "val_data_loss": [], "val_metric": []}
+    peers = study_peer_pruner(trial.study) if trial is not None else None
+    size = count_params(model) if peers is not None else 0
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         for key in history:
@@ -179,7 +183,11 @@ def train_config(config: TrialConfig, dataset: Dataset, *, seed: int = 0,
         if not (math.isfinite(logs.get("loss", math.nan)) and math.isfinite(logs.get("val_data_loss", math.nan))):
             raise NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}: loss={logs.get('loss')}, "
                                      f"val_data_loss={logs.get('val_data_loss')}")
-        if trial is not None:
+        if peers is not None:
+            if peers.should_prune(size, history["val_data_loss"]):
+                model.stop_training = True
+                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} (loses to the median of smaller trials)")
+        elif trial is not None:
             trial.report(logs["val_data_loss"], step=epoch)
             if trial.should_prune():
                 model.stop_training = True
@@ -289,8 +297,10 @@ def _save_artifacts(trial: optuna.trial.Trial, result: TrainResult | None, keep_
 
 
 def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *, seed: int = 0,
-              repeats: int = 1, keep_top: int = 3, artifacts: bool = True, stop: StopRequest | None = None) -> float:
-    """Optuna objective: sample a config, train it, record attributes, return ``val_loss``.
+              repeats: int = 1, keep_top: int = 3, artifacts: bool = True,
+              stop: StopRequest | None = None) -> float | list[float]:
+    """Optuna objective: sample a config, train it, record attributes, return ``val_loss``
+    (or, in a multi-objective study, the values of its objectives, ``val_loss`` first).
 
     The Keras seed of a trial is ``seed + trial.number``, so a trial is reproducible on its own.
     With ``repeats`` > 1 the value is the mean over repeats (see :func:`train_repeats`). With
@@ -316,4 +326,12 @@ def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *
     finally:
         free_keras_memory()
     _logger.info("trial %d: val_loss=%.4f after %d epochs", trial.number, result.val_loss, result.epochs)
-    return result.val_loss
+    return trial_value(trial.study, result)
+
+
+def trial_value(study: optuna.Study, result: TrainResult) -> float | list[float]:
+    """What ``study.tell`` gets for a complete trial: ``val_loss``, or the study's objectives' values."""
+    from regsweep.pareto import is_multi, objective_values, study_objectives
+
+    objectives = study_objectives(study)
+    return objective_values(result.attrs(), objectives) if is_multi(objectives) else result.val_loss

@@ -183,6 +183,8 @@ class _Branch:
     stopping: _EarlyStopping
     history: dict[str, list[float]] = field(default_factory=lambda: {"data_loss": [], "val_data_loss": [], "val_metric": []})
     outcome: PackOutcome | None = None
+    peers: Any = None  # a regsweep.pareto.PeerPruner in a multi-objective study (Optuna's pruner otherwise)
+    size: int = 0  # trainable parameters, for the peer rule
 
 
 def _make_branch(index: int, config: TrialConfig, dataset: Dataset, seed: int, trial: Any) -> _Branch:
@@ -193,6 +195,17 @@ def _make_branch(index: int, config: TrialConfig, dataset: Dataset, seed: int, t
 
     keras.utils.set_random_seed(seed)
     return _Branch(index, config, trial, build_model(config, dataset), _EarlyStopping(config.patience))
+
+
+def _set_peer_pruner(branches: list[_Branch], trials: Sequence[optuna.trial.Trial] | None) -> None:
+    """In a multi-objective study, every branch is judged by regsweep's peer rule (one snapshot per pack)."""
+    from regsweep.models import count_params
+    from regsweep.pareto import study_peer_pruner
+
+    peers = study_peer_pruner(trials[0].study) if trials else None
+    if peers is not None:
+        for branch in branches:
+            branch.peers, branch.size = peers, count_params(branch.model)
 
 
 # -- the graph ------------------------------------------------------------------------------------------
@@ -364,7 +377,7 @@ def _record_epoch(branch: _Branch, epoch: int, logs: dict[str, float], started: 
         error = NonFiniteLossError(f"non-finite loss at epoch {epoch + 1}: loss={logs['loss']}, "
                                    f"val_data_loss={logs['val_data_loss']}")
         return _finish(branch, "failed", started, size, restore=False, error=error)
-    if branch.trial is not None:
+    if branch.trial is not None and branch.peers is None:
         branch.trial.report(logs["val_data_loss"], step=epoch)
     return None
 
@@ -394,11 +407,15 @@ def _stop_epoch(branch: _Branch, epoch: int, view: _EpochView | None, started: f
     """Prune (as ``trial.should_prune()``) or early-stop one branch; its outcome when it stopped."""
     import optuna
 
-    if branch.trial is not None and view is not None:
-        if branch.trial.study.pruner.prune(view, view.frozen(branch.trial.number)):  # type: ignore[arg-type]
-            outcome = _finish(branch, "pruned", started, size, restore=False)
-            outcome.error = optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
-            return outcome
+    if branch.peers is not None:
+        pruned = branch.peers.should_prune(branch.size, branch.history["val_data_loss"])
+    else:
+        pruned = branch.trial is not None and view is not None and branch.trial.study.pruner.prune(
+            view, view.frozen(branch.trial.number))  # type: ignore[arg-type]
+    if pruned:
+        outcome = _finish(branch, "pruned", started, size, restore=False)
+        outcome.error = optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+        return outcome
     if branch.stopping.update(epoch, branch.history["val_data_loss"][-1], branch.model.get_weights):
         return _finish(branch, "complete", started, size, restore=True)
     return None
@@ -409,7 +426,7 @@ def _end_epoch(branches: list[_Branch], epoch: int, logs: list[dict[str, float]]
     """Record, report, prune and early-stop the running branches after an epoch; who stopped."""
     stopped = [o for b in branches if (o := _record_epoch(b, epoch, logs[b.index], started, size)) is not None]
     running = [b for b in branches if b.outcome is None]
-    with_trial = [b for b in running if b.trial is not None]
+    with_trial = [b for b in running if b.trial is not None and b.peers is None]  # Optuna's pruner
     view = _EpochView(with_trial[0].trial.study) if with_trial else None
     stopped += [o for b in running if (o := _stop_epoch(b, epoch, view, started, size)) is not None]
     return stopped
@@ -447,6 +464,7 @@ def train_pack(configs: Sequence[TrialConfig], dataset: Dataset, *, seeds: Seque
     train, val, steps = input_pipelines(dataset, configs[0].batch_size, data_seed)
     branches = [_make_branch(i, c, dataset, s, None if trials is None else trials[i])
                 for i, (c, s) in enumerate(zip(configs, seeds))]
+    _set_peer_pruner(branches, trials)
     graph = _PackGraph(branches, dataset)
     for epoch in range(configs[0].max_epochs):
         running = [b for b in branches if b.outcome is None]
@@ -490,7 +508,7 @@ def _tell(study: optuna.Study, trial: optuna.trial.Trial, outcome: PackOutcome, 
     """Record a branch's attributes (and artifacts unless ``keep_top`` is None) and tell its trial."""
     from optuna.trial import TrialState
 
-    from regsweep.objective import record_result, record_worker_rss
+    from regsweep.objective import record_result, record_worker_rss, trial_value
     from regsweep.storage import FAIL_REASON
 
     if outcome.result is not None:
@@ -501,7 +519,7 @@ def _tell(study: optuna.Study, trial: optuna.trial.Trial, outcome: PackOutcome, 
     record_worker_rss(trial)
     if outcome.state == "complete":
         assert outcome.result is not None
-        study.tell(trial, outcome.result.val_loss)
+        study.tell(trial, trial_value(study, outcome.result))
         _logger.info("trial %d (pack of %d): val_loss=%.4f after %d epochs", trial.number, pack,
                      outcome.result.val_loss, outcome.result.epochs)
     elif outcome.state == "pruned":

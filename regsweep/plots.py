@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regsweep.pareto import best_trial, is_multi, study_objectives
 from regsweep.report import leaderboard
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def pareto_front(x: Any, y: Any) -> tuple[list[float], list[float]]:
     return front_x, front_y
 
 
-def _complexity_panel(ax: Any, board: pd.DataFrame, column: str, label: str, log: bool) -> None:
+def _complexity_panel(ax: Any, board: pd.DataFrame, column: str, label: str, log: bool,
+                      best_number: int | None = None) -> None:
     for kind, color in REGULARIZER_COLORS.items():
         rows = board[board["regularizer"] == kind]
         if rows.empty:
@@ -83,9 +85,15 @@ def _complexity_panel(ax: Any, board: pd.DataFrame, column: str, label: str, log
         if pruned.any():
             ax.scatter(rows.loc[pruned, column], rows.loc[pruned, "val_loss"], s=28, facecolors="none",
                        edgecolors=color, alpha=0.8)
-    front_x, front_y = pareto_front(board[column], board["val_loss"])
+    if "pareto" in board.columns:  # a multi-objective study: its own front (complete trials, rank 1)
+        front = board[board["pareto"].astype(bool)]
+        ax.scatter(front[column], front["val_loss"], s=90, facecolors="none", edgecolors="black", linewidths=1.2,
+                   zorder=4, label=f"on the study's Pareto front ({len(front)})")
+        front_x, front_y = pareto_front(front[column], front["val_loss"])
+    else:
+        front_x, front_y = pareto_front(board[column], board["val_loss"])
     ax.step(front_x, front_y, where="post", color="black", linewidth=1, alpha=0.6, label="Pareto front")
-    best = board.iloc[0]
+    best = board.iloc[0] if best_number is None else board[board["trial"] == best_number].iloc[0]
     ax.scatter([best[column]], [best["val_loss"]], marker="*", s=260, color="gold", edgecolors="black", zorder=5,
                label=f"best: trial {int(best['trial'])}")
     if log:
@@ -113,13 +121,24 @@ def plot_complexity(study: optuna.Study, out_dir: str | Path, *, formats: tuple[
     if board.empty:
         return _save(_empty_figure(title, _no_trials_message(study)), out_dir, "complexity", formats)
     board = board.assign(weight_l2=[t.user_attrs.get("weight_l2") for t in _trials_by_number(study, board["trial"])])
+    best_number = _best_number(study, board)
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
-    _complexity_panel(axes[0], board, "n_params", "trainable parameters (log scale)", log=True)
-    _complexity_panel(axes[1], board, "weight_l2", "‖W‖₂: L2 norm of all final Dense kernels", log=False)
-    axes[0].legend(title="regularizer (trials)", fontsize=9)
-    fig.suptitle(f"{title} ({len(board)} finished trials)")
+    _complexity_panel(axes[0], board, "n_params", "trainable parameters (log scale)", log=True, best_number=best_number)
+    _complexity_panel(axes[1], board, "weight_l2", "‖W‖₂: L2 norm of all final Dense kernels", log=False,
+                      best_number=best_number)
+    axes[0].legend(title="regularizer (trials; hollow: pruned)", fontsize=9)
+    objectives = study_objectives(study)
+    kind = f", Pareto study: {' × '.join(objectives)}" if is_multi(objectives) else ""
+    fig.suptitle(f"{title} ({len(board)} finished trials{kind})")
     return _save(fig, out_dir, "complexity", formats)
+
+
+def _best_number(study: optuna.Study, board: pd.DataFrame) -> int | None:
+    """The star: the best rule's pick in a multi-objective study (``None``: the first row)."""
+    if "pareto" not in board.columns or not board["pareto"].any():
+        return None
+    return best_trial(study).number
 
 
 def _trials_by_number(study: optuna.Study, numbers: Any) -> list[optuna.trial.FrozenTrial]:
@@ -242,6 +261,8 @@ def param_importances(study: optuna.Study) -> dict[str, float]:
     """Optuna's PED-ANOVA hyperparameter importances over the complete trials (``{}`` when it cannot tell).
 
     """
+    import warnings
+
     import optuna
     from optuna.trial import TrialState
 
@@ -249,7 +270,12 @@ def param_importances(study: optuna.Study) -> dict[str, float]:
         return {}
     try:
         evaluator = optuna.importance.PedAnovaImportanceEvaluator()
-        return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+        if len(study.directions) == 1:
+            return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+        with warnings.catch_warnings():  # a Pareto study: importances for val_loss (lower is better, as meant)
+            warnings.filterwarnings("ignore", message=".*computes the importances of params to achieve low")
+            return dict(optuna.importance.get_param_importances(study, evaluator=evaluator,
+                                                                target=lambda t: t.values[0]))
     except (RuntimeError, ValueError):  # e.g. no parameter varies across the complete trials
         return {}
 

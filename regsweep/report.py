@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep.errors import SettingsError
+from regsweep.pareto import is_multi, study_objectives, study_ranks
 from regsweep.space import CORE_PARAMS
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def trial_row(trial: optuna.trial.FrozenTrial, extra_params: list[str]) -> dict[
     attrs = trial.user_attrs
     row: dict[str, Any] = {
         "trial": trial.number, "state": trial.state.name.lower(),
-        "val_loss": attrs.get("val_loss", trial.value if trial.value is not None else math.nan),
+        "val_loss": attrs.get("val_loss", trial.values[0] if trial.values else math.nan),
         "val_metric": attrs.get("val_metric", math.nan), "train_loss": attrs.get("train_loss", math.nan),
         "gap": attrs.get("gap", math.nan),
     }
@@ -57,19 +58,23 @@ def trial_row(trial: optuna.trial.FrozenTrial, extra_params: list[str]) -> dict[
     return row
 
 
-def leaderboard(study: optuna.Study, *, state: str = "finished", sort_by: str = "val_loss",
+def leaderboard(study: optuna.Study, *, state: str = "finished", sort_by: str | None = None,
                 ascending: bool = True, top: int | None = None) -> pd.DataFrame:
     """One row per trial, best first.
 
     Args:
         study: an Optuna study made by regsweep.
         state: ``finished`` (complete + pruned, the default), ``complete``, ``pruned``, ``failed`` or ``all``.
-        sort_by: any column; ``rank`` follows this order.
+        sort_by: any column; ``rank`` follows this order. Default: ``val_loss``; in a
+            multi-objective study ``front`` then ``val_loss`` (trials without a front rank last).
         top: keep only the first ``top`` rows.
 
     Returns:
         Columns ``rank, trial, state, val_loss, val_metric, train_loss, gap, regularizer, lam,
-        dropout, depth, width, patience, [searched options], n_params, epochs, duration``.
+        dropout, depth, width, patience, [searched options], n_params, epochs, duration``; in a
+        multi-objective study also ``front`` (front rank of a complete trial: 1 = on the Pareto
+        front; empty for pruned trials, see :mod:`regsweep.pareto`), ``pareto`` (on the front) and
+        the other objectives (``weight_l2``, ``train_seconds``) after ``state``.
     """
     import pandas as pd
 
@@ -87,25 +92,52 @@ def leaderboard(study: optuna.Study, *, state: str = "finished", sort_by: str = 
     if any("val_loss_std" in r for r in rows):  # repeats: mean ± std side by side
         columns.remove("val_loss_std")
         columns.insert(columns.index("val_loss") + 1, "val_loss_std")
+    objectives = study_objectives(study)
+    if is_multi(objectives):
+        columns = _add_front(study, trials, rows, columns, objectives)
     frame = pd.DataFrame(rows, columns=columns)
-    if sort_by not in frame.columns and sort_by != "rank":
+    if "front" in frame.columns:
+        frame["front"] = frame["front"].astype("Int64")  # empty (not NaN) for trials without a rank
+    keys = [sort_by or "val_loss"] if sort_by or not is_multi(objectives) else ["front", "val_loss"]
+    if keys[0] not in frame.columns and keys[0] != "rank":
         raise SettingsError(f"sort_by: got {sort_by!r}; allowed: one of {list(frame.columns)}")
-    if sort_by != "rank" and len(frame):
-        frame = frame.sort_values([sort_by, "trial"], ascending=[ascending, True], na_position="last", kind="stable")
+    if keys[0] != "rank" and len(frame):
+        frame = frame.sort_values([*keys, "trial"], ascending=[ascending] * len(keys) + [True], na_position="last",
+                                  kind="stable")
     frame.insert(0, "rank", range(1, len(frame) + 1))
     frame = frame.reset_index(drop=True)
     return frame.head(top) if top else frame
 
 
+def _add_front(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], rows: list[dict[str, Any]],
+               columns: list[str], objectives: tuple[str, ...]) -> list[str]:
+    """Add ``front``, ``pareto`` and the objectives' values to the rows; the new column order."""
+    ranks = study_ranks(study, objectives)
+    for trial, row in zip(trials, rows):
+        rank = ranks.get(trial.number)
+        row["front"], row["pareto"] = rank, rank == 1
+        for name in objectives:
+            row.setdefault(name, trial.user_attrs.get(name, math.nan))
+    shown = ["front", "pareto", *[o for o in objectives if o not in columns]]
+    at = columns.index("state") + 1
+    return columns[:at] + shown + columns[at:]
+
+
 def regularizer_summary(board: pd.DataFrame) -> pd.DataFrame:
-    """Best, median and count of ``val_loss`` per regularizer kind: which penalty helps here."""
+    """Best, median and count of ``val_loss`` per regularizer kind: which penalty helps here.
+
+    For a multi-objective leaderboard, ``on_front`` counts each kind's trials on the Pareto front.
+    """
     import pandas as pd
 
+    front = "pareto" in board.columns
     if board.empty:
-        return pd.DataFrame(columns=["regularizer", "best", "median", "count", "best_trial"])
+        return pd.DataFrame(columns=["regularizer", "best", "median", "count", "best_trial", *(["on_front"] if front else [])])
     grouped = board.groupby("regularizer")["val_loss"]
     summary = pd.DataFrame({"best": grouped.min(), "median": grouped.median(), "count": grouped.count(),
                             "best_trial": board.loc[grouped.idxmin(), ["regularizer", "trial"]].set_index("regularizer")["trial"]})
+    if front:
+        summary["on_front"] = board.groupby("regularizer")["pareto"].sum().astype(int)
     return summary.sort_values("best").reset_index()
 
 
@@ -147,7 +179,7 @@ def console_table(board: pd.DataFrame, top: int = 10) -> str:
     if board.empty:
         return "(no finished trials)"
     shown = with_std(board.head(top))
-    keep = [c for c in ("rank", "trial", "state", "val_loss", "val_loss (mean ± std)", "val_metric", "gap", "regularizer", "lam", "dropout",
+    keep = [c for c in ("rank", "trial", "state", "front", "pareto", "val_loss", "val_loss (mean ± std)", "val_metric", "gap", "regularizer", "lam", "dropout",
                         "depth", "width", "patience", "learning_rate", "batch_norm", "clipnorm", "augmentation",
                         "n_params", "epochs") if c in shown.columns]  # the options appear only when searched
     return shown[keep].to_string(index=False, float_format=lambda v: f"{v:.4g}")

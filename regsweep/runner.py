@@ -42,7 +42,7 @@ _logger = logging.getLogger(__name__)
 
 PRUNERS = ("none", "median", "hyperband")
 PROGRESS_SECONDS = 2.0
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("tpe", "random", "nsga2")
 BACKENDS = ("local", "dask")
 
 
@@ -57,7 +57,10 @@ class SweepSettings:
         seed: base seed for the sampler (worker i uses ``seed + i``) and for Keras (``seed + trial``).
         out: folder for plots and exports (default: ``studies/<study>/``).
         pruner: ``median`` (default), ``hyperband`` or ``none``.
-        sampler: ``tpe`` (default) or ``random``.
+        sampler: ``tpe`` (default, also for several objectives), ``random`` or ``nsga2`` (NSGA-II).
+        objectives: what the study minimizes: ``("val_loss",)`` (default, one objective) or
+            ``val_loss`` and any of ``n_params``, ``weight_l2``, ``train_seconds`` (a multi-objective
+            study; see :mod:`regsweep.pareto`).
         recycle_after: a worker process is replaced after this many trials, which bounds the
             memory Keras leaks per ``fit`` (about 7 MB a trial); with ``workers=1`` the trials run
             in this process and are not recycled.
@@ -90,6 +93,7 @@ class SweepSettings:
     repeats: int = 1
     keep_top: int = 3
     pack: int | str = 1
+    objectives: tuple[str, ...] = ("val_loss",)
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -118,8 +122,13 @@ class SweepSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SettingsError(f"{name}: got {value!r}; allowed: an int >= {low}")
         from regsweep.packing import check_pack
+        from regsweep.pareto import check_objectives
 
         object.__setattr__(self, "pack", check_pack(self.pack))
+        object.__setattr__(self, "objectives", check_objectives(self.objectives))
+        if len(self.objectives) > 1 and self.pruner == "hyperband":
+            raise SettingsError("pruner: got 'hyperband' with several objectives; allowed: median (regsweep's "
+                                "peer rule, see regsweep.pareto) or none")
         if self.out is not None:
             check_writable_dir(self.out, "out")
 
@@ -144,11 +153,16 @@ def default_workers() -> int:
 
 # -- samplers and pruners ---------------------------------------------------------------------------
 def make_sampler(name: str, seed: int, *, parallel: bool = False) -> optuna.samplers.BaseSampler:
-    """TPE (with the constant liar when workers run in parallel) or random search."""
+    """TPE (with the constant liar when workers run in parallel), random search or NSGA-II.
+
+    TPE is also Optuna's default sampler for multi-objective studies.
+    """
     import optuna
 
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, constant_liar=parallel)
 
 
@@ -427,7 +441,8 @@ class SweepProgress:
 
 
 def _best_value(trials: list[optuna.trial.FrozenTrial]) -> float | None:
-    values = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+    """The lowest val_loss (the first objective) of the complete trials."""
+    values = [t.values[0] for t in trials if t.state.name == "COMPLETE" and t.values]
     return min(values) if values else None
 
 
@@ -449,7 +464,7 @@ def study_metadata(space: SearchSpace, dataset: Dataset, settings: SweepSettings
     return {
         "version": __version__, "sweep": sweep, "space": space.to_dict(), "data": dataset.describe(),
         "total": settings.trials, "seed": settings.seed, "pruner": settings.pruner, "sampler": settings.sampler,
-        "repeats": settings.repeats, "keep_top": settings.keep_top,
+        "repeats": settings.repeats, "keep_top": settings.keep_top, "objectives": list(settings.objectives),
     }
 
 
@@ -479,7 +494,7 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     check_sqlite_location(config.storage_url)
     check_writable_dir(config.out_dir, "out")
     meta = study_metadata(space, dataset, config, sweep)
-    study = open_study(config.storage_url, config.study, meta=meta)
+    study = open_study(config.storage_url, config.study, meta=meta, directions=["minimize"] * len(config.objectives))
     source = prepare_data_source(dataset, config.out_dir)
     if source != dataset.source:
         study.set_user_attr("regsweep", {**study_meta(study), "data_source": source})
@@ -643,7 +658,7 @@ def resume_sweep(*, study: str, storage: str | None = None, **settings: Any) -> 
     dataset = load_dataset(source)
     defaults = {"trials": meta["total"], "seed": meta.get("seed", 0), "pruner": meta.get("pruner", "median"),
                 "sampler": meta.get("sampler", "tpe"), "repeats": meta.get("repeats", 1),
-                "keep_top": meta.get("keep_top", 3)}
+                "keep_top": meta.get("keep_top", 3), "objectives": tuple(meta.get("objectives", ("val_loss",)))}
     return run_sweep(space, dataset, sweep=meta.get("sweep"), study=study, storage=storage, **{**defaults, **settings})
 
 

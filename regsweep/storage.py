@@ -314,11 +314,23 @@ def check_same_setup(existing: dict[str, Any], wanted: dict[str, Any], study_nam
                 f"study: {study_name!r} already exists with a different {label}; allowed: the same {label} "
                 f"to resume it, or a new --study name (nothing was changed)"
             )
+    old_objectives = existing.get("objectives", ["val_loss"]) if existing else None
+    new_objectives = wanted.get("objectives", ["val_loss"])
+    if old_objectives is not None and list(old_objectives) != list(new_objectives):
+        raise StudyMismatchError(
+            f"objectives: study {study_name!r} was made with objectives {list(old_objectives)}, got "
+            f"{list(new_objectives)}; allowed: the same objectives to resume it, or a new --study name "
+            "(nothing was changed)"
+        )
 
 
 def open_study(storage_url: str, study_name: str, *, meta: dict[str, Any], sampler: Any = None,
-               pruner: Any = None, direction: str = "minimize") -> optuna.Study:
-    """Create the study, or load it after checking it was made with the same space and data.
+               pruner: Any = None, direction: str = "minimize",
+               directions: list[str] | None = None) -> optuna.Study:
+    """Create the study, or load it after checking it was made with the same space, data and objectives.
+
+    ``directions`` (one per objective) makes a multi-objective study; a study's directions are
+    fixed when it is created, so resuming with other objectives is refused.
 
     ``meta`` (space, data description, target total, version) is stored in the study's
     user attribute ``regsweep``; an existing study's total is updated to ``meta['total']``.
@@ -330,12 +342,15 @@ def open_study(storage_url: str, study_name: str, *, meta: dict[str, Any], sampl
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
         try:
+            kind = {"directions": directions} if directions and len(directions) > 1 else {"direction": direction}
             study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner,
-                                        direction=direction)
+                                        **kind)
         except optuna.exceptions.DuplicatedStudyError:  # another process created it a moment ago
             study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
         else:
             study.set_user_attr(STUDY_ATTR, meta)
+            # optuna-dashboard shows these names instead of "Objective 0"
+            study.set_metric_names(list(meta.get("objectives") or ["val_loss"])[: len(study.directions)])
             return study
     existing = study_meta(study)
     check_same_setup(existing, meta, study_name)

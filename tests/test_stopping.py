@@ -26,7 +26,7 @@ def test_a_stop_now_asked_during_training_ends_it_between_batches_and_the_storag
 
     class Recorder:  # stands where the signal lands: right after this epoch's report to the storage
         def __init__(self, inner):
-            self.inner = inner
+            self.inner, self.study = inner, inner.study
 
         def report(self, value, step):
             self.inner.report(value, step)

@@ -28,6 +28,7 @@ def _run(url, out, trials, **kw):
 def test_sweep_records_params_attrs_and_leaderboard(tmp_path, sqlite_url):
     _run(sqlite_url, tmp_path / "out", 4)
     study = optuna.load_study(study_name="e2e", storage=sqlite_url)
+    assert study.metric_names == ["val_loss"]  # optuna-dashboard names the objective
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 4
     for trial in finished:
