@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep.errors import MissingDependencyError, RegsweepError, SettingsError
-from regsweep.runtime import usable_cores
+from regsweep.runtime import main_script_hidden, usable_cores
 from regsweep.stopping import SignalState, StopRequest, TrialInterrupted, interrupted
 from regsweep.storage import sqlite_path
 
@@ -121,9 +121,10 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
     distributed = import_distributed()
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would drown the sweep's
     if scheduler is None:
-        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           host="127.0.0.1", dashboard_address=None, memory_limit=0,
-                                           silence_logs=logging.WARNING)
+        with main_script_hidden():  # its worker processes must not re-import the user's script either
+            cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                               host="127.0.0.1", dashboard_address=None, memory_limit=0,
+                                               silence_logs=logging.WARNING)
         client = distributed.Client(cluster)
         _logger.info("dask: started a LocalCluster of %d worker processes at %s", workers, cluster.scheduler_address)
         try:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from regsweep import __version__
 from regsweep.errors import AllTrialsFailedError, SettingsError
-from regsweep.runtime import usable_cores
+from regsweep.runtime import main_script_hidden, usable_cores
 from regsweep.space import SearchSpace
 from regsweep.stopping import SignalState, StopRequest, TrialInterrupted, install_worker_handlers, interrupted
 from regsweep.storage import (
@@ -599,7 +599,8 @@ def _run_processes(job: WorkerJob, workers: int, progress: SweepProgress) -> Non
         worker_job = WorkerJob(**{**asdict(job), "index": job.index + index + 1000 * restarts})
         process = context.Process(target=_worker_process_main, args=(worker_job, soft_stop),
                                   name=f"regsweep-worker-{index}", daemon=False)
-        process.start()
+        with main_script_hidden():
+            process.start()
         processes[index] = process
 
     with SignalState(soft_stop.set, terminate_all) as signals:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 
 import optuna
 import pytest
@@ -94,3 +95,31 @@ def test_killing_only_the_parent_stops_its_workers_and_a_rerun_retries_their_tri
     rows = trials(db)
     assert sum(r["state"] in ("COMPLETE", "PRUNED") for r in rows) == total
     assert sorted(r["system"]["failed_trial"] for r in rows if "failed_trial" in r["system"]) == sorted(interrupted)
+
+
+PLAIN_SCRIPT = '''
+import regsweep
+from regsweep.data import make_rings
+
+space = regsweep.SearchSpace(depth=(1, 2), width=(2, 8), patience=(1, 2), max_epochs=2, batch_size=32)
+study = regsweep.run_sweep(space, make_rings(n=120), study="plain", trials=3, workers=2, seed=0, progress=False,
+                           keep_top=0)
+print("leaderboard rows:", len(regsweep.leaderboard(study)))
+'''
+
+
+def test_the_readme_api_example_runs_as_a_plain_script_with_two_workers(tmp_path):
+    """No ``if __name__ == "__main__":``: spawned workers must not re-import (and re-run) the script."""
+    script = tmp_path / "plain.py"
+    script.write_text(PLAIN_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("leaderboard rows:") == 1 and "leaderboard rows: 3" in done.stdout
+    assert "bootstrapping phase" not in done.stderr and "Traceback" not in done.stderr
+    study = load_study(f"sqlite:///{tmp_path / 'studies' / 'plain.db'}", "plain", heartbeat=False)
+    assert count_states(study)["finished"] == 3
+    from regsweep.runtime import usable_cores
+
+    # trained in the 2 spawned workers, each capped at its share of the cores
+    assert {t.user_attrs["tf_intra_op_threads"] for t in study.trials} == {max(1, usable_cores() // 2)}
