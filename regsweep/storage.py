@@ -408,8 +408,38 @@ class RetryStaleTrial:
 
 
 def owner_tag() -> str:
-    """``host:pid`` of this process, stored on each trial it runs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who runs a trial, unique across machines, containers and pid reuse.
+
+    ``host/boot-id/pid-namespace/start-time:pid``: containers that share a hostname differ in
+    boot id or pid namespace, and a recycled pid differs in its start time. The pid comes last.
+    """
+    pid = os.getpid()
+    return f"{'/'.join(_machine_identity())}/{_start_time(pid)}:{pid}"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as file:
+            return file.read().strip()
+    except OSError:
+        return ""
+
+
+def _machine_identity() -> tuple[str, str, str]:
+    """(hostname, boot id, pid namespace) of this process: where its pids mean something."""
+    boot = _read("/proc/sys/kernel/random/boot_id").replace("-", "")[:12]
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = ""
+    return socket.gethostname().replace("/", "_"), boot, namespace
+
+
+def _start_time(pid: int) -> str:
+    """The start time of process ``pid`` in clock ticks since boot ('' if unknown or gone)."""
+    stat = _read(f"/proc/{pid}/stat")
+    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces: count after it
+    return fields[19] if len(fields) > 19 else ""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -423,8 +453,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _orphan_reason(trial: optuna.trial.FrozenTrial) -> str | None:
-    """Why a RUNNING trial has no live worker: its owner on this host is dead, or it never got an
-    owner (its worker died between asking and claiming it) long ago; ``None`` if it may be alive."""
+    """Why a RUNNING trial has no live worker: its owner in this machine's pid namespace is gone
+    (or its pid now belongs to a newer process), or it never got an owner (its worker died
+    between asking and claiming it) long ago; ``None`` if it may be alive. Owners elsewhere are
+    left to heartbeats."""
     import datetime
 
     owner = trial.system_attrs.get(OWNER_ATTR, "")
@@ -433,10 +465,17 @@ def _orphan_reason(trial: optuna.trial.FrozenTrial) -> str | None:
         if started is not None and (datetime.datetime.now() - started).total_seconds() > 2 * GRACE_PERIOD:
             return "claimed by a worker that died before it started the trial"
         return None
-    owner_host, _, pid = owner.rpartition(":")
-    if owner_host != socket.gethostname() or not pid.isdigit() or _pid_alive(int(pid)):
+    where, _, pid = owner.rpartition(":")
+    parts = where.split("/")
+    if not pid.isdigit():
         return None
-    return f"worker {owner} died"
+    if len(parts) == 4:
+        if tuple(parts[:3]) != _machine_identity():
+            return None
+        alive = _pid_alive(int(pid)) and _start_time(int(pid)) == parts[3]
+    else:  # a "host:pid" tag of regsweep 0.1
+        alive = where != socket.gethostname() or _pid_alive(int(pid))
+    return None if alive else f"worker {owner} died"
 
 
 def fail_orphaned_trials(study: optuna.Study) -> list[int]:

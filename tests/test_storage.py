@@ -78,3 +78,37 @@ def test_finished_counts_complete_and_pruned_only(sqlite_url):
     study.ask()  # RUNNING
     counts = count_states(study)
     assert (counts["finished"], counts["FAIL"], counts["RUNNING"]) == (2, 1, 1)
+
+
+def test_owner_tags_tell_live_workers_from_dead_ones_across_namespaces_and_pid_reuse(sqlite_url):
+    """Only owners in this machine's pid namespace whose process (same pid, same start time) is gone
+    are failed at once; an owner elsewhere is left to heartbeats."""
+    import os
+    import subprocess
+    import sys
+
+    import optuna
+
+    from regsweep.storage import OWNER_ATTR, fail_orphaned_trials, make_storage, owner_tag
+
+    study = optuna.create_study(study_name="owners", storage=make_storage(sqlite_url))
+    me = owner_tag()
+    where, _, pid = me.rpartition(":")
+    host, boot, namespace, started = where.split("/")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    tags = {
+        "alive": me,
+        "pid reused": f"{host}/{boot}/{namespace}/{int(started) + 1}:{pid}",  # same pid, a newer process
+        "dead": f"{host}/{boot}/{namespace}/{started}:{dead.stdout.strip()}",
+        "other namespace": f"{host}/{boot}/1/{started}:{dead.stdout.strip()}",
+        "other boot": f"{host}/000000000000/{namespace}/{started}:{dead.stdout.strip()}",
+        "legacy dead": f"{host}:{dead.stdout.strip()}",
+    }
+    numbers = {}
+    for name, tag in tags.items():
+        trial = study.ask()
+        study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, tag)
+        numbers[trial.number] = name
+    failed = fail_orphaned_trials(study)
+    assert sorted(numbers[n] for n in failed) == ["dead", "legacy dead", "pid reused"]
+    assert str(os.getpid()) == pid
