@@ -341,6 +341,8 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
             break
         trials = claim_trials(study, job.total, job.pack, share=job.workers)
         if not trials:
+            if _wait_for_trials_running_elsewhere(study, job.total, stop):
+                continue
             break
         for trial in trials:
             if job.tf_threads_attr:
@@ -357,6 +359,24 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
             on_trial()
     stop.check_now()
     return ran
+
+
+IDLE_POLL_SECONDS = 5.0
+
+
+def _wait_for_trials_running_elsewhere(study: optuna.Study, total: int, stop: StopRequest) -> bool:
+    """Nothing to claim, yet the study is short: wait while other processes run its last trials.
+
+    If their host dies, its trials go stale (heartbeats) and come back as retries that this
+    worker claims, so the sweep still ends with its exact total. Returns ``False`` when there
+    is nothing to wait for (or a stop was asked), ``True`` after one poll interval.
+    """
+    counts = count_states(study)
+    if counts["finished"] >= total or counts["RUNNING"] == 0 or stop.stopping:
+        return False
+    _logger.info("%s: %d trial(s) still running elsewhere; waiting until they finish or go stale",
+                 study.study_name, counts["RUNNING"])
+    return not stop.wait(IDLE_POLL_SECONDS)
 
 
 def _worker_process_main(job: WorkerJob, soft_stop: Any) -> None:

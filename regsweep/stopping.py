@@ -33,6 +33,8 @@ class Flag(Protocol):
 
     def is_set(self) -> bool: ...
 
+    def wait(self, timeout: float | None = None) -> bool | None: ...
+
 
 class TrialInterrupted(BaseException):
     """Raised at a safe point when a stop-now was requested; the runner fails the trial and queues a retry."""
@@ -60,6 +62,10 @@ class StopRequest:
     def stopping(self) -> bool:
         """No new trial may start."""
         return self.soft.is_set() or self.now.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a stop request; ``True`` if one came."""
+        return bool(self.soft.wait(seconds)) or self.stopping
 
     def check_now(self) -> None:
         """Raise :class:`TrialInterrupted` if a stop-now was requested. Call only at safe points."""

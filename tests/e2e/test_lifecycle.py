@@ -123,3 +123,39 @@ def test_the_readme_api_example_runs_as_a_plain_script_with_two_workers(tmp_path
 
     # trained in the 2 spawned workers, each capped at its share of the cores
     assert {t.user_attrs["tf_intra_op_threads"] for t in study.trials} == {max(1, usable_cores() // 2)}
+
+
+def test_an_idle_worker_waits_out_a_dead_hosts_running_trial_then_retries_it(tmp_path):
+    """Another host holds the study's last trial. The sweep's worker has nothing to claim but must
+    not leave: it waits. When that host dies (its heartbeat goes stale), the trial is failed and
+    retried here, and the study ends with exactly its total."""
+    import sqlite3
+
+    from regsweep.storage import OWNER_ATTR, make_storage
+
+    sweep, db, total = write_sweep(tmp_path, epochs=2), tmp_path / "hosts.db", 2
+    cmd = sweep_cmd(sweep, db, trials=total, workers=1)
+    first = subprocess.run([*cmd[:cmd.index("--trials") + 1], "1", *cmd[cmd.index("--trials") + 2:]], cwd=tmp_path,
+                           env=env(), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    study = optuna.load_study(study_name="tiny", storage=make_storage(f"sqlite:///{db}"))
+    other = study.ask()  # "host B" claims the last trial and beats once
+    other.suggest_categorical("regularizer", ["none", "l2"])
+    study._storage.set_trial_system_attr(other._trial_id, OWNER_ATTR, "hostB/0123456789ab/1/42:4242")
+    study._storage.record_heartbeat(other._trial_id)
+    process = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # the worker found nothing to claim and waits instead of leaving
+        if "still running elsewhere; waiting" in line:
+            break
+    assert process.poll() is None
+    with sqlite3.connect(db, timeout=60) as conn:  # host B dies: its last heartbeat is an hour old
+        conn.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour') WHERE trial_id = ?",
+                     (other._trial_id,))
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    rows = trials(db)
+    assert sum(r["state"] in ("COMPLETE", "PRUNED") for r in rows) == total
+    retry = [r for r in rows if r["system"].get("failed_trial") == other.number]
+    assert len(retry) == 1 and retry[0]["state"] in ("COMPLETE", "PRUNED")
+    original = next(r for r in rows if r["number"] == other.number)
+    assert original["state"] == "FAIL" and retry[0]["params"]["regularizer"] == original["params"]["regularizer"]
