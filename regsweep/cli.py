@@ -313,7 +313,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"failed:   {counts['FAIL']}  running: {counts['RUNNING']}  waiting: {counts['WAITING']}")
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if complete:
-        best = study.best_trial
+        from regsweep.report import best_trial
+
+        best = best_trial(study)
         print(f"best:     trial {best.number}, val_loss {best.value:.4f}, params {best.params}")
     return 0
 
@@ -321,13 +323,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_best(args: argparse.Namespace) -> int:
     import json
 
+    from regsweep.report import TEST_NOTE, best_trial, held_out_results
+
     study = _load(args)
-    if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
-        raise SettingsError(f"study: {args.study!r} has no complete trial yet; allowed: a study with results")
-    best = study.best_trial
-    print(json.dumps({"trial": best.number, "val_loss": best.value, "params": best.params,
-                      **{k: best.user_attrs.get(k) for k in ("val_metric", "train_loss", "gap", "n_params", "epochs")}},
-                     indent=1))
+    best = best_trial(study)
+    out = {"trial": best.number, "val_loss": best.value, "params": best.params,
+           **{k: best.user_attrs.get(k) for k in ("val_metric", "train_loss", "gap", "n_params", "epochs")}}
+    tested = held_out_results(study).get(best.number)
+    if tested:
+        out.update(tested)
+        out["test_note"] = TEST_NOTE
+    print(json.dumps(out, indent=1))
     if getattr(args, "export", None):
         from regsweep.artifacts import export_best_model
 

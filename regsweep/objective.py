@@ -5,7 +5,10 @@ The numbers recorded are *data* losses: Keras adds the weight penalty to ``loss`
 regsweep tracks the plain cross-entropy / MSE as ``data_loss`` and records
 
 * ``val_loss``: the lowest validation data loss over the epochs (the trial's value),
-* ``train_loss``: the training data loss of that epoch, ``gap`` = val_loss - train_loss,
+* ``train_loss``: the training data loss of the best epoch's weights measured in inference mode
+  (no dropout, after training, as the validation loss is), ``gap`` = val_loss - train_loss
+  (large and positive = overfitting); ``train_loss_dropout``: the epoch's training loss as Keras
+  reports it (averaged over the epoch with dropout active, the ``train_curve``),
 * ``val_metric``: validation accuracy (MAE for regression) of that epoch,
 * ``epochs`` trained, ``best_epoch``, ``n_params``, ``weight_l1``, ``weight_l2``,
 * the curves ``val_curve``, ``train_curve`` and ``val_metric_curve`` (one value per epoch).
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 # Attributes every finished trial carries (the leaderboard's columns come from these).
-TRIAL_ATTRS = ("val_loss", "train_loss", "gap", "val_metric", "epochs", "best_epoch", "n_params",
+TRIAL_ATTRS = ("val_loss", "train_loss", "train_loss_dropout", "gap", "val_metric", "epochs", "best_epoch", "n_params",
                "weight_l1", "weight_l2")
 
 
@@ -56,6 +59,7 @@ class TrainResult:
     val_metric_curve: list[float]
     duration: float
     model: Any = field(default=None, repr=False)
+    train_loss_dropout: float = math.nan  # the epoch's dropout-mode training loss (train_curve[best_epoch - 1])
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. val_loss_std and repeats (see train_repeats)
 
     @property
@@ -65,7 +69,8 @@ class TrainResult:
     def attrs(self) -> dict[str, Any]:
         """The JSON-ready user attributes of a trial."""
         return {
-            "val_loss": self.val_loss, "train_loss": self.train_loss, "gap": self.gap,
+            "val_loss": self.val_loss, "train_loss": self.train_loss, "train_loss_dropout": self.train_loss_dropout,
+            "gap": self.gap,
             "val_metric": self.val_metric, "epochs": self.epochs, "best_epoch": self.best_epoch,
             "n_params": self.n_params, "weight_l1": self.weight_l1, "weight_l2": self.weight_l2,
             "val_curve": self.val_curve, "train_curve": self.train_curve,
@@ -192,8 +197,7 @@ def train_config(config: TrialConfig, dataset: Dataset, *, seed: int = 0,
     except optuna.TrialPruned as exc:
         pruned = exc
     result = _result(config, model, history, started, count_params(model), kernel_norms(dense_kernels(model)))
-    if keep_model:
-        result.model = model
+    finish_result(result, model, dataset, keep_model=keep_model)
     if pruned is not None:
         if trial is not None:
             record_result(trial, result)
@@ -211,6 +215,35 @@ def _result(config: TrialConfig, model: keras.Model, history: dict[str, list[flo
         val_curve=val_curve, train_curve=history["data_loss"], val_metric_curve=history["val_metric"],
         duration=time.perf_counter() - started,
     )
+
+
+def inference_loss(model: keras.Model, x: Any, y: Any, loss: str, *, batch_size: int = 4096) -> float:
+    """Mean per-sample data loss of ``model`` on ``x``/``y`` in inference mode (no dropout)."""
+    import keras
+    import numpy as np
+
+    loss_fn = keras.losses.get(loss)
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        pred = model(x[start:start + batch_size], training=False)
+        total += float(np.sum(keras.ops.convert_to_numpy(loss_fn(y[start:start + batch_size], pred))))
+    return total / max(1, len(x))
+
+
+def finish_result(result: TrainResult, model: keras.Model, dataset: Dataset, *, keep_model: bool = True) -> TrainResult:
+    """Complete a result measured from the curves (by :func:`train_config` and packed training).
+
+    ``train_loss`` becomes the training data loss of the final (best-epoch) weights in inference
+    mode, so ``gap`` compares like with like; the curve's dropout-mode value is kept as
+    ``train_loss_dropout``. With ``keep_model``, ``result.model`` is the model to save: for
+    preprocessed tabular data, the network behind its preprocessing layers (raw rows in).
+    """
+    from regsweep.models import export_model
+
+    result.train_loss_dropout = result.train_curve[result.best_epoch - 1]
+    result.train_loss = inference_loss(model, dataset.x_train, dataset.y_train, dataset.loss)
+    result.model = export_model(model, dataset) if keep_model else None
+    return result
 
 
 def record_result(trial: optuna.trial.BaseTrial, result: TrainResult) -> None:
@@ -259,6 +292,7 @@ def train_repeats(config: TrialConfig, dataset: Dataset, *, seed: int = 0, repea
                     "model_val_loss": chosen.val_loss}
     chosen.val_loss = mean
     chosen.train_loss = statistics.fmean(run.train_loss for run in runs)
+    chosen.train_loss_dropout = statistics.fmean(run.train_loss_dropout for run in runs)
     chosen.val_metric = statistics.fmean(run.val_metric for run in runs)
     return chosen
 
