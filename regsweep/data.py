@@ -435,7 +435,8 @@ def from_frame(frame: Any, *, target: str, val_frame: Any = None, test_frame: An
     from regsweep.preprocessing import fit_spec, transform
 
     _check_fraction("test_fraction", test_fraction, allow_zero=True)
-    given = {"y": _target_column(frame, target, "csv")}
+    key = f"target {target!r}"  # names the column in label errors
+    given = {key: _target_column(frame, target, "csv")}
     if val_frame is not None:
         given["y_val"] = _target_column(val_frame, target, "val")
     if test_frame is not None:
@@ -445,18 +446,18 @@ def from_frame(frame: Any, *, target: str, val_frame: Any = None, test_frame: An
     for other, label in ((val_frame, "val"), (test_frame, "test")):
         if other is not None and sorted(map(str, other.columns)) != sorted(map(str, frame.columns)):
             raise DataError(f"{label}: columns {list(other.columns)} differ from the training file's {list(frame.columns)}; allowed: the same columns")
-    strata = None if task == "regression" else ys["y"].reshape(-1)
+    strata = None if task == "regression" else ys[key].reshape(-1)
     rows = np.arange(len(frame))
     if test_frame is None and test_fraction > 0:
         rows, held = split_indices(len(rows), test_fraction, seed + 1, strata=strata, what="test_fraction")
-        test_frame, ys["y_test"] = features.iloc[held], ys["y"][held]
+        test_frame, ys["y_test"] = features.iloc[held], ys[key][held]
     if val_frame is None:
         keep, held = split_indices(len(rows), val_fraction, seed, strata=None if strata is None else strata[rows])
-        val_frame, ys["y_val"], rows = features.iloc[rows[held]], ys["y"][rows[held]], rows[keep]
+        val_frame, ys["y_val"], rows = features.iloc[rows[held]], ys[key][rows[held]], rows[keep]
     train = features.iloc[rows]
     spec = fit_spec(train, scale=scale)
     has_test = test_frame is not None
-    return Dataset(transform(spec, train), ys["y"][rows], transform(spec, val_frame), ys["y_val"], task=task,
+    return Dataset(transform(spec, train), ys[key][rows], transform(spec, val_frame), ys["y_val"], task=task,
                    n_classes=n_classes, name=name, source=source,
                    x_test=transform(spec, test_frame) if has_test else None, y_test=ys.get("y_test"),
                    classes=classes, preprocessing=spec)

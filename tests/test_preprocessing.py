@@ -21,7 +21,7 @@ from regsweep.preprocessing import feature_names, fit_spec, transform
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cancer_csv(tmp_path: Path) -> Path:
+def write_cancer_csv(tmp_path: Path) -> Path:
     """breast_cancer (569 rows, binary) as text labels, with a text column and missing cells."""
     from sklearn.datasets import load_breast_cancer
 
@@ -35,7 +35,7 @@ def _cancer_csv(tmp_path: Path) -> Path:
     return path
 
 
-def _wine_csv(tmp_path: Path) -> Path:
+def write_wine_csv(tmp_path: Path) -> Path:
     from sklearn.datasets import load_wine
 
     bunch = load_wine(as_frame=True)
@@ -47,7 +47,7 @@ def _wine_csv(tmp_path: Path) -> Path:
 
 
 def test_numeric_columns_are_scaled_with_training_statistics_only(tmp_path):
-    data = from_csv(_wine_csv(tmp_path), target="target", test_fraction=0.2)
+    data = from_csv(write_wine_csv(tmp_path), target="target", test_fraction=0.2)
     assert np.allclose(data.x_train.mean(axis=0), 0, atol=1e-5)
     assert np.allclose(data.x_train.std(axis=0), 1, atol=1e-4)
     assert abs(data.x_test.mean()) > 1e-4  # test rows did not take part in the fit
@@ -69,7 +69,7 @@ def test_text_column_is_one_hot_with_an_unseen_slot():
 
 
 def test_missing_cells_get_the_training_mean_and_an_indicator(tmp_path):
-    data = from_csv(_cancer_csv(tmp_path), target="target", scale=False, seed=3)
+    data = from_csv(write_cancer_csv(tmp_path), target="target", scale=False, seed=3)
     column = next(c for c in data.preprocessing["columns"] if c["name"] == "mean texture")
     names = feature_names(data.preprocessing)
     value, flag = names.index("mean texture"), names.index("mean texture_missing")
@@ -81,11 +81,11 @@ def test_missing_cells_get_the_training_mean_and_an_indicator(tmp_path):
 
 
 def test_text_labels_become_class_ids_and_are_recorded(tmp_path):
-    data = from_csv(_wine_csv(tmp_path), target="target")
+    data = from_csv(write_wine_csv(tmp_path), target="target")
     assert data.task == "multiclass" and data.n_classes == 3
     assert data.classes == ["barbera", "barolo", "grignolino"]
     assert data.describe()["classes"] == data.classes and data.describe()["preprocessing"]["n_features"] == 13
-    binary = from_csv(_cancer_csv(tmp_path), target="target")
+    binary = from_csv(write_cancer_csv(tmp_path), target="target")
     assert binary.task == "binary" and binary.classes == ["benign", "malignant"] and binary.y_train.shape[1] == 1
 
 
@@ -116,7 +116,7 @@ def test_classification_splits_are_stratified_and_seeded():
 
 
 def test_test_split_from_a_fraction_or_a_file_is_rebuilt_by_workers(tmp_path):
-    path = _cancer_csv(tmp_path)
+    path = write_cancer_csv(tmp_path)
     data = from_csv(path, target="target", test_fraction=0.25, val_fraction=0.2)
     assert len(data.x_test) == pytest.approx(0.25 * 569, abs=2) and data.has_test
     rebuilt = load_dataset(data.source)
@@ -131,7 +131,7 @@ def test_test_split_from_a_fraction_or_a_file_is_rebuilt_by_workers(tmp_path):
 def test_in_memory_tabular_data_keeps_its_preprocessing_for_workers(tmp_path):
     from regsweep.data import from_frame
 
-    frame = pd.read_csv(_cancer_csv(tmp_path))
+    frame = pd.read_csv(write_cancer_csv(tmp_path))
     data = from_frame(frame, target="target", test_fraction=0.2)
     source = data.save_npz(tmp_path / "data.npz")
     again = load_dataset(source)
@@ -149,7 +149,7 @@ def test_in_memory_tabular_data_keeps_its_preprocessing_for_workers(tmp_path):
     ],
 )
 def test_cli_csv_bad_input_is_one_line_exit_2_nothing_written(tmp_path, flags, match):
-    path = _cancer_csv(tmp_path)
+    path = write_cancer_csv(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "regsweep.cli", "run", "--csv", str(path), *flags,
                            "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)

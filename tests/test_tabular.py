@@ -12,7 +12,7 @@ from regsweep import SearchSpace
 from regsweep.data import from_csv
 from regsweep.space import TrialConfig
 
-from test_preprocessing import _cancer_csv
+from test_preprocessing import write_cancer_csv
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def _config(**kw) -> TrialConfig:
 def test_gap_is_measured_in_inference_mode_at_the_best_epoch(tmp_path):
     from regsweep.objective import train_config
 
-    data = from_csv(_cancer_csv(tmp_path), target="target")
+    data = from_csv(write_cancer_csv(tmp_path), target="target")
     result = train_config(_config(), data, seed=0, keep_model=True)
     network = result.model.get_layer("regsweep_mlp")
     evaluated = network.evaluate(data.x_train, data.y_train, verbose=0, return_dict=True)["data_loss"]
@@ -39,7 +39,7 @@ def test_preprocessing_layers_compute_what_training_saw(tmp_path):
     from regsweep.objective import train_config
     from regsweep.preprocessing import raw_inputs, transform
 
-    path = _cancer_csv(tmp_path)
+    path = write_cancer_csv(tmp_path)
     data = from_csv(path, target="target")
     model = train_config(_config(max_epochs=1), data, seed=0, keep_model=True).model
     rows = pd.read_csv(path).drop(columns="target").head(6)
@@ -56,7 +56,7 @@ def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_pat
     from regsweep.preprocessing import raw_inputs
     from regsweep.report import best_trial, held_out_results, leaderboard
 
-    path = _cancer_csv(tmp_path)
+    path = write_cancer_csv(tmp_path)
     data = from_csv(path, target="target", test_fraction=0.2)
     space = SearchSpace(regularizers=("none", "l2"), depth=1, width=(4, 16), patience=2, max_epochs=3, batch_size=64)
     study = regsweep.run_sweep(space, data, study="cancer", storage=f"sqlite:///{tmp_path / 'c.db'}", trials=4,
