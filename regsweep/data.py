@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -43,6 +44,7 @@ class Dataset:
         classes: the original labels of class ids 0, 1, ... (``None``: the ids are the labels).
         preprocessing: what was fitted on the training rows (see :mod:`regsweep.preprocessing`);
             ``None`` when the features are used as given.
+        folds: for cross-validation, the K fold datasets (this one is fold 0); ``None`` otherwise.
     """
 
     x_train: np.ndarray
@@ -57,6 +59,7 @@ class Dataset:
     y_test: np.ndarray | None = None
     classes: list[Any] | None = None
     preprocessing: dict[str, Any] | None = None
+    folds: tuple[Dataset, ...] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -108,6 +111,9 @@ class Dataset:
             out["classes"] = list(self.classes)
         if self.preprocessing is not None:
             out["preprocessing"] = self.preprocessing
+        if self.folds:
+            out["folds"] = len(self.folds)
+            out["fold_preprocessing"] = [fold.preprocessing for fold in self.folds]
         return out
 
     def save_npz(self, path: str | Path) -> dict[str, Any]:
@@ -383,7 +389,7 @@ def _read_csv(path: str | Path, what: str) -> Any:
 
 def from_csv(path: str | Path, *, target: str | None = None, val_fraction: float = 0.2, seed: int = 0,
              task: str | None = None, test_fraction: float = 0.0, val_path: str | None = None,
-             test_path: str | None = None, scale: bool = True) -> Dataset:
+             test_path: str | None = None, scale: bool = True, folds: int = 1) -> Dataset:
     """Load a CSV with a header row; ``target`` (default: the last column) is the label.
 
     Feature columns may be numeric (scaled with the training mean and variance unless
@@ -401,14 +407,15 @@ def from_csv(path: str | Path, *, target: str | None = None, val_fraction: float
     target = target or str(frame.columns[-1])
     source: dict[str, Any] = {"kind": "csv", "path": str(file.resolve()), "target": target,
                               "val_fraction": val_fraction, "seed": seed, "task": task}
-    extras = {"test_fraction": test_fraction or None, "scale": None if scale else False,
+    extras = {"test_fraction": test_fraction or None, "scale": None if scale else False, "folds": folds if folds != 1 else None,
               "val_path": str(Path(val_path).resolve()) if val_path else None,
               "test_path": str(Path(test_path).resolve()) if test_path else None}
     source.update({k: v for k, v in extras.items() if v is not None})  # old sources stay as they were
     val_frame = _read_csv(val_path, "val") if val_path else None
     test_frame = _read_csv(test_path, "test") if test_path else None
     return from_frame(frame, target=target, val_frame=val_frame, test_frame=test_frame, val_fraction=val_fraction,
-                      test_fraction=test_fraction, seed=seed, task=task, scale=scale, name=file.stem, source=source)
+                      test_fraction=test_fraction, seed=seed, task=task, scale=scale, name=file.stem, source=source,
+                      folds=folds)
 
 
 def _target_column(frame: Any, target: str, what: str) -> np.ndarray:
@@ -424,17 +431,25 @@ def _target_column(frame: Any, target: str, what: str) -> np.ndarray:
 
 def from_frame(frame: Any, *, target: str, val_frame: Any = None, test_frame: Any = None, val_fraction: float = 0.2,
                test_fraction: float = 0.0, seed: int = 0, task: str | None = None, scale: bool = True,
-               name: str = "table", source: dict[str, Any] | None = None) -> Dataset:
+               name: str = "table", source: dict[str, Any] | None = None, folds: int = 1) -> Dataset:
     """A :class:`Dataset` from a pandas table: splits first, then preprocessing fitted on the training rows.
 
     The test rows (``test_frame`` or a stratified ``test_fraction``, seed ``seed + 1``) and the
     validation rows (``val_frame`` or a stratified ``val_fraction``, seed ``seed``) are set aside;
     the preprocessing (see :mod:`regsweep.preprocessing`) is fitted on the remaining training
     rows only and applied to every split. Deterministic: the same call gives the same arrays.
-    """
-    from regsweep.preprocessing import fit_spec, transform
 
+    With ``folds`` = K > 1 (cross-validation; no ``val_frame``), the non-test rows are cut into K
+    stratified folds; the result is fold 0 (validation = fold 0, training = the others) and
+    ``result.folds`` holds all K datasets, each with preprocessing fitted on its own training rows.
+    """
     _check_fraction("test_fraction", test_fraction, allow_zero=True)
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 1 <= folds <= 50:
+        raise DataError(f"folds: got {folds!r}; allowed: an int in [1, 50] (1 = one validation split)")
+    if folds > 1 and source is None:
+        raise DataError("folds: cross-validation needs a file the workers can re-read; allowed: from_csv(path, folds=K)")
+    if folds > 1 and val_frame is not None:
+        raise DataError("folds: cross-validation makes its own validation folds; allowed: --folds or --val FILE, not both")
     key = f"target {target!r}"  # names the column in label errors
     given = {key: _target_column(frame, target, "csv")}
     if val_frame is not None:
@@ -451,16 +466,43 @@ def from_frame(frame: Any, *, target: str, val_frame: Any = None, test_frame: An
     if test_frame is None and test_fraction > 0:
         rows, held = split_indices(len(rows), test_fraction, seed + 1, strata=strata, what="test_fraction")
         test_frame, ys["y_test"] = features.iloc[held], ys[key][held]
+    common = {"task": task, "n_classes": n_classes, "name": name, "source": source, "classes": classes}
+    if folds > 1:
+        fold_of = fold_indices(len(rows), folds, seed, strata=None if strata is None else strata[rows])
+        sets = [_fitted(features, ys[key], rows[fold_of != i], features.iloc[rows[fold_of == i]],
+                        ys[key][rows[fold_of == i]], test_frame, ys.get("y_test"), scale, common) for i in range(folds)]
+        return dataclasses.replace(sets[0], folds=tuple(sets))
     if val_frame is None:
         keep, held = split_indices(len(rows), val_fraction, seed, strata=None if strata is None else strata[rows])
         val_frame, ys["y_val"], rows = features.iloc[rows[held]], ys[key][rows[held]], rows[keep]
-    train = features.iloc[rows]
+    return _fitted(features, ys[key], rows, val_frame, ys["y_val"], test_frame, ys.get("y_test"), scale, common)
+
+
+def _fitted(features: Any, y: np.ndarray, train_rows: np.ndarray, val_frame: Any, y_val: np.ndarray,
+            test_frame: Any, y_test: np.ndarray | None, scale: bool, common: dict[str, Any]) -> Dataset:
+    """Fit the preprocessing on ``train_rows`` and apply it to the training, validation and test rows."""
+    from regsweep.preprocessing import fit_spec, transform
+
+    train = features.iloc[train_rows]
     spec = fit_spec(train, scale=scale)
-    has_test = test_frame is not None
-    return Dataset(transform(spec, train), ys[key][rows], transform(spec, val_frame), ys["y_val"], task=task,
-                   n_classes=n_classes, name=name, source=source,
-                   x_test=transform(spec, test_frame) if has_test else None, y_test=ys.get("y_test"),
-                   classes=classes, preprocessing=spec)
+    x_test = transform(spec, test_frame) if test_frame is not None else None
+    return Dataset(transform(spec, train), y[train_rows], transform(spec, val_frame), y_val, x_test=x_test,
+                   y_test=y_test, preprocessing=spec, **common)
+
+
+def fold_indices(n: int, folds: int, seed: int, *, strata: np.ndarray | None = None) -> np.ndarray:
+    """The fold (0..K-1) of each of ``n`` rows: seeded, and stratified by class with ``strata``."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(n, dtype=np.int64)
+    groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == v) for v in np.unique(strata)]
+    offset = 0
+    for group in groups:  # deal each class's shuffled rows round-robin, continuing across classes
+        rows = rng.permutation(group)
+        fold_of[rows] = (offset + np.arange(len(rows))) % folds
+        offset += len(rows)
+    if np.bincount(fold_of, minlength=folds).min() < 1:
+        raise DataError(f"folds: {folds} folds of {n} rows leaves an empty fold; allowed: fewer folds or more rows")
+    return fold_of
 
 
 # -- the generators of the original notes -------------------------------------------------------

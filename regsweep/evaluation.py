@@ -96,15 +96,18 @@ def evaluate_top(study: optuna.Study, dataset: Dataset, *, k: int) -> dict[int, 
     if k < 1 or not dataset.has_test:
         return {}
     stored = model_artifacts(study)
+    attrs = {t.number: t.user_attrs for t in study.get_trials(deepcopy=False)}
     results: dict[int, dict[str, float]] = {}
     for number in top_complete_trials(study, k):
         if number not in stored:
             _logger.warning("trial %d: no stored model, not evaluated on the test rows", number)
             continue
         network = network_of(load_best_model(study, trial_number=number))
-        figures = score(dataset.task, dataset.y_test, _predict(network, dataset.x_test), prefix="test")
+        # with folds, the saved model is one fold's: its rows went through that fold's preprocessing
+        rows = dataset.folds[int(attrs[number].get("model_fold", 0))] if dataset.folds else dataset
+        figures = score(dataset.task, rows.y_test, _predict(network, rows.x_test), prefix="test")
         if dataset.task != "regression":
-            figures.update(score(dataset.task, dataset.y_val, _predict(network, dataset.x_val), prefix="val", extra=True))
+            figures.update(score(dataset.task, rows.y_val, _predict(network, rows.x_val), prefix="val", extra=True))
             figures = {k2: v for k2, v in figures.items() if k2 not in ("val_loss", "val_metric")}
         results[number] = figures
     if results:

@@ -297,6 +297,36 @@ def train_repeats(config: TrialConfig, dataset: Dataset, *, seed: int = 0, repea
     return chosen
 
 
+def train_folds(config: TrialConfig, folds: tuple[Dataset, ...], *, seed: int = 0,
+                trial: optuna.trial.Trial | None = None, keep_model: bool = False) -> TrainResult:
+    """Cross-validation: train ``config`` on each fold (same seed); the result's ``val_loss`` is the mean.
+
+    Fold 0 reports to ``trial`` each epoch, so the pruner watches fold 0 (a pruned trial trains
+    no other fold); every fold early-stops on its own validation loss with the trial's patience.
+    The result is the fold whose ``val_loss`` is closest to the mean (its curves, epochs and model,
+    with that fold's preprocessing inside), with ``val_loss``, ``train_loss``,
+    ``train_loss_dropout``, ``val_metric`` replaced by the means and ``extra`` holding ``folds``,
+    ``val_loss_std`` (sample std), ``fold_val_losses``, ``fold_val_curves`` (one validation curve
+    per fold), ``model_fold`` and ``model_val_loss`` (the saved fold's own value).
+    """
+    import statistics
+
+    runs = [train_config(config, fold, seed=seed, trial=trial if i == 0 else None, keep_model=keep_model)
+            for i, fold in enumerate(folds)]
+    losses = [run.val_loss for run in runs]
+    mean = statistics.fmean(losses)
+    index = min(range(len(runs)), key=lambda i: abs(runs[i].val_loss - mean))
+    chosen = runs[index]
+    chosen.extra = {"folds": len(runs), "val_loss_std": statistics.stdev(losses) if len(runs) > 1 else 0.0,
+                    "fold_val_losses": losses, "fold_val_curves": [run.val_curve for run in runs],
+                    "model_fold": index, "model_val_loss": chosen.val_loss}
+    chosen.val_loss = mean
+    chosen.train_loss = statistics.fmean(run.train_loss for run in runs)
+    chosen.train_loss_dropout = statistics.fmean(run.train_loss_dropout for run in runs)
+    chosen.val_metric = statistics.fmean(run.val_metric for run in runs)
+    return chosen
+
+
 def _save_artifacts(trial: optuna.trial.Trial, result: TrainResult | None, keep_top: int) -> None:
     """Upload the learning curve (and the model, if it enters the top ``keep_top``); never fails the trial."""
     from regsweep.artifacts import save_learning_curve, save_trial_artifacts
@@ -315,7 +345,8 @@ def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *
     """Optuna objective: sample a config, train it, record attributes, return ``val_loss``.
 
     The Keras seed of a trial is ``seed + trial.number``, so a trial is reproducible on its own.
-    With ``repeats`` > 1 the value is the mean over repeats (see :func:`train_repeats`). With
+    With ``repeats`` > 1 the value is the mean over repeats (see :func:`train_repeats`); for a
+    dataset with ``folds``, the mean over folds (see :func:`train_folds`). With
     ``artifacts``, the learning curve and (for the top ``keep_top``) the model are saved in the
     study's artifact store (see :mod:`regsweep.artifacts`).
     """
@@ -323,8 +354,11 @@ def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *
 
     config = suggest(trial, space)
     try:
-        result = train_repeats(config, dataset, seed=seed + trial.number, repeats=repeats, trial=trial,
-                               keep_model=artifacts)
+        if dataset.folds:  # cross-validation (the runner refuses repeats > 1 with folds)
+            result = train_folds(config, dataset.folds, seed=seed + trial.number, trial=trial, keep_model=artifacts)
+        else:
+            result = train_repeats(config, dataset, seed=seed + trial.number, repeats=repeats, trial=trial,
+                                   keep_model=artifacts)
         record_result(trial, result)
         if artifacts:
             _save_artifacts(trial, result, keep_top)

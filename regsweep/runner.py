@@ -479,6 +479,9 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     if not isinstance(dataset, Dataset):
         raise SettingsError(f"dataset: got {type(dataset).__name__}; allowed: a regsweep Dataset")
     config = settings.pop("settings", None) or SweepSettings(**settings)
+    if dataset.folds and config.repeats > 1:
+        raise SettingsError(f"repeats: got {config.repeats} with {len(dataset.folds)} folds; allowed: 1 with folds "
+                            "(each fold already trains the configuration once)")
     check_sqlite_location(config.storage_url)
     check_writable_dir(config.out_dir, "out")
     meta = study_metadata(space, dataset, config, sweep)
@@ -521,6 +524,10 @@ def _pack_size(config: SweepSettings, space: SearchSpace, dataset: Dataset) -> i
     if pack > 1 and config.repeats > 1:
         _logger.warning("packing disabled (--pack %s): repeats=%d trains each trial several times on its own",
                         config.pack, config.repeats)
+        return 1
+    if pack > 1 and dataset.folds:
+        _logger.warning("packing disabled (--pack %s): cross-validation trains each trial on %d folds on its own",
+                        config.pack, len(dataset.folds))
         return 1
     return pack
 

@@ -56,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of the rows held out as a test split no trial sees (default: none)")
     parser.add_argument("--test", default=None, metavar="FILE", help="a CSV with the test rows instead")
     parser.add_argument("--no-scale", action="store_true", help="do not scale numeric columns")
+    parser.add_argument("--folds", type=_epochs, default=1, metavar="K",
+                        help="cross-validation: each trial trains on K stratified folds of the non-test rows; "
+                             "value = mean validation loss (± std recorded); fold 0 is what the pruner watches "
+                             "(default: 1, one validation split)")
     parser.add_argument("--max-epochs", type=_epochs, default=MAX_EPOCHS, help=f"epochs per trial at most (default: {MAX_EPOCHS})")
 
 
@@ -70,7 +74,7 @@ def data(args: argparse.Namespace) -> Dataset:
                         "(or regsweep run --csv FILE --target COL)")
     return from_csv(path, target=args.target, task=args.task, val_fraction=args.val_fraction, seed=args.seed,
                     test_fraction=args.test_fraction or 0.0, val_path=args.val, test_path=args.test,
-                    scale=not args.no_scale)
+                    scale=not args.no_scale, folds=args.folds)
 
 
 def _max_epochs(argv: Sequence[str] | None) -> int:

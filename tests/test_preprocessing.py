@@ -179,3 +179,19 @@ def test_one_definition_of_best_skips_a_better_pruned_trial(tmp_path, capsys):
     assert board["state"].tolist()[-1] == "pruned"
     assert main(["best", "--study", "b", "--storage", url]) == 0
     assert '"trial": 2' in capsys.readouterr().out
+
+
+def test_folds_partition_the_non_test_rows_each_with_its_own_preprocessing(tmp_path):
+    path = write_wine_csv(tmp_path)
+    data = from_csv(path, target="target", folds=4, test_fraction=0.2)
+    assert len(data.folds) == 4 and data.fingerprint() == data.folds[0].fingerprint()
+    val_sizes = [len(fold.y_val) for fold in data.folds]
+    assert sum(val_sizes) == len(data.y_train) + len(data.y_val) and max(val_sizes) - min(val_sizes) <= 3
+    for fold in data.folds:  # stratified: each class about a quarter in every fold
+        assert np.bincount(fold.y_val, minlength=3).min() >= 9
+        assert np.allclose(fold.x_train.mean(axis=0), 0, atol=1e-5)  # fitted on the fold's own training rows
+    assert data.folds[0].preprocessing != data.folds[1].preprocessing
+    assert load_dataset(data.source).folds[3].fingerprint() == data.folds[3].fingerprint()
+    assert data.describe()["folds"] == 4
+    with pytest.raises(DataError, match="folds: got 0"):
+        from_csv(path, target="target", folds=0)

@@ -77,3 +77,26 @@ def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_pat
     assert set(labels) <= {"benign", "malignant"} and len(labels) == 5
     meta = study.user_attrs["regsweep"]["data"]
     assert meta["preprocessing"] == data.preprocessing and meta["classes"] == ["benign", "malignant"]
+
+
+def test_folds_sweep_records_the_mean_std_and_a_curve_per_fold(tmp_path):
+    import regsweep
+    from regsweep.report import held_out_results, leaderboard
+
+    from test_preprocessing import write_wine_csv
+
+    data = from_csv(write_wine_csv(tmp_path), target="target", folds=3, test_fraction=0.2)
+    space = SearchSpace(regularizers=("l2",), depth=1, width=8, patience=2, max_epochs=3, batch_size=64)
+    study = regsweep.run_sweep(space, data, study="wine", storage=f"sqlite:///{tmp_path / 'w.db'}", trials=2,
+                               workers=1, seed=0, keep_top=1, pack=2, pruner="none", out=str(tmp_path / "out"))
+    trial = regsweep.best_trial(study)
+    attrs = trial.user_attrs
+    assert attrs["folds"] == 3 and len(attrs["fold_val_curves"]) == 3 and len(attrs["fold_val_losses"]) == 3
+    assert trial.value == pytest.approx(np.mean(attrs["fold_val_losses"]))
+    assert attrs["val_loss_std"] == pytest.approx(np.std(attrs["fold_val_losses"], ddof=1))
+    assert attrs["model_val_loss"] == attrs["fold_val_losses"][attrs["model_fold"]]
+    board = leaderboard(study)
+    assert board["folds"].tolist() == [3, 3] and "val_loss_std" in board.columns
+    assert set(held_out_results(study)) == {trial.number}
+    rows = pd.read_csv(tmp_path / "wine.csv").drop(columns="target").head(3)
+    assert set(regsweep.predict(study, rows)) <= {"barbera", "barolo", "grignolino"}
