@@ -316,16 +316,11 @@ def from_arrays(
         raise DataError("x_val/y_val, x_test/y_test: give both or neither")
     _check_fraction("test_fraction", test_fraction, allow_zero=True)
     given = {"y": y_arr}
-    if x_val is not None:
-        x_va = _check_features("x_val", x_val)
-        given["y_val"] = _check_labels("y_val", y_val, len(x_va))
-    if x_test is not None:
-        x_te = _check_features("x_test", x_test)
-        given["y_test"] = _check_labels("y_test", y_test, len(x_te))
-    for other in ("x_val", "x_test"):
-        array = x_va if other == "x_val" and x_val is not None else x_te if other == "x_test" and x_test is not None else None
-        if array is not None and array.shape[1:] != x_arr.shape[1:]:
-            raise DataError(f"{other}: feature shape {array.shape[1:]} differs from x's {x_arr.shape[1:]}; allowed: the same features")
+    features: dict[str, np.ndarray] = {}
+    for split, xs, labels in (("val", x_val, y_val), ("test", x_test, y_test)):
+        if xs is not None:
+            features[split], given[f"y_{split}"] = _checked_split(split, xs, labels, x_arr.shape[1:])
+    x_va, x_te = features.get("val"), features.get("test")
     ys, task, n_classes, classes = encode_targets(given, task=task, n_classes=n_classes, classes=classes)
     y_all = ys["y"]
     strata = None if task == "regression" else y_all.reshape(-1)
@@ -338,10 +333,16 @@ def from_arrays(
         x_tr, y_tr, x_va, y_va = _split(x_arr, y_all, val_fraction, seed, strata)
     else:
         x_tr, y_tr, y_va = x_arr, y_all, ys["y_val"]
-    has_test = "y_test" in ys
     return Dataset(x_tr, y_tr, x_va, y_va, task=task, n_classes=n_classes, name=name, source=source,
-                   x_test=x_te if has_test else None, y_test=ys.get("y_test"), classes=classes,
-                   preprocessing=preprocessing)
+                   x_test=x_te, y_test=ys.get("y_test"), classes=classes, preprocessing=preprocessing)
+
+
+def _checked_split(split: str, x: Any, y: Any, feature_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A given validation or test split, checked like ``x``/``y`` and against ``x``'s feature shape."""
+    array = _check_features(f"x_{split}", x)
+    if array.shape[1:] != feature_shape:
+        raise DataError(f"x_{split}: feature shape {array.shape[1:]} differs from x's {feature_shape}; allowed: the same features")
+    return array, _check_labels(f"y_{split}", y, len(array))
 
 
 # -- files ----------------------------------------------------------------------------------
