@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> str:
             swept = sweep_table(path, target, folder, args)
             linear = linear_baseline(data)
             label = "Ridge(alpha=1)" if data.task == "regression" else "LogisticRegression(C=1)"
-            for model, figures in ((f"sweep best (trial {swept['trial']}, {args.trials} trials, "
-                                    f"{swept['seconds']:.0f} s)", swept), (label, linear)):
+            best_label = f"sweep best (trial {swept['trial']}, {args.trials} trials, {swept['seconds']:.0f} s)"
+            for model, figures in ((best_label, swept), (label, linear)):
                 lines.append(f"| {name} | {data.task} ({metric}) | {sizes} | {model} | {figures['val_loss']:.4g} | "
                              f"{figures['val_metric']:.4g} | {figures['test_loss']:.4g} | {figures['test_metric']:.4g} |")
             print(lines[-2], lines[-1], sep="\n", flush=True)

@@ -106,7 +106,7 @@ class Dataset:
             "n_val": int(len(self.x_val)), "fingerprint": self.fingerprint(), "source": self.source,
         }
         if self.has_test:
-            out["n_test"] = int(len(self.x_test))  # type: ignore[arg-type]
+            out["n_test"] = len(self.x_test)  # type: ignore[arg-type]
         if self.classes is not None:
             out["classes"] = list(self.classes)
         if self.preprocessing is not None:
@@ -155,7 +155,7 @@ def _check_labels(name: str, y: Any, n_samples: int) -> np.ndarray:
             raise DataError(f"{name}: text labels of shape {array.shape}; allowed: one label per sample (samples,)")
         if len(array) != n_samples:
             raise DataError(f"{name}: {len(array)} labels for {n_samples} samples; allowed: one label per sample")
-        if any(v is None or (isinstance(v, float) and v != v) for v in array):
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in array):
             raise DataError(f"{name}: missing labels; allowed: a label in every row")
         return array
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
@@ -235,13 +235,13 @@ def split_indices(n: int, fraction: float, seed: int, *, strata: np.ndarray | No
     rng = np.random.default_rng(seed)
     if strata is None:
         order = rng.permutation(n)
-        n_held = int(round(n * fraction))
+        n_held = round(n * fraction)
         held, kept = order[:n_held], order[n_held:]
     else:
         parts = []
         for label in np.unique(strata):
             rows = rng.permutation(np.flatnonzero(strata == label))
-            parts.append(rows[:int(round(len(rows) * fraction))])
+            parts.append(rows[:round(len(rows) * fraction)])
         held = np.sort(np.concatenate(parts))
         kept = np.setdiff1d(np.arange(n), held)
     if len(held) < 1 or len(kept) < 1:

@@ -16,7 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regsweep.report import TEST_NOTE, best_trial, leaderboard, regularizer_summary, held_out_results, to_text
+from regsweep.report import (
+    TEST_NOTE,
+    best_trial,
+    held_out_results,
+    leaderboard,
+    regularizer_summary,
+    to_text,
+)
 
 if TYPE_CHECKING:
     import optuna

@@ -46,7 +46,9 @@ def _numbers(column: pd.Series) -> np.ndarray:
 
 
 def _categories(column: pd.Series) -> np.ndarray:
-    return np.asarray([MISSING_CATEGORY if v is None or v != v else str(v) for v in column], dtype=object)
+    import pandas as pd
+
+    return np.asarray([MISSING_CATEGORY if pd.isna(v) else str(v) for v in column], dtype=object)
 
 
 def fit_spec(features: pd.DataFrame, *, scale: bool = True) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def test_cli_csv_bad_input_is_one_line_exit_2_nothing_written(tmp_path, flags, m
     path = write_cancer_csv(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "regsweep.cli", "run", "--csv", str(path), *flags,
                            "--storage", f"sqlite:///{tmp_path / 's.db'}", "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and match in proc.stderr
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "out").exists()

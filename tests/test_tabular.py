@@ -7,18 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_preprocessing import write_cancer_csv
 
 from regsweep import SearchSpace
 from regsweep.data import from_csv
 from regsweep.space import TrialConfig
 
-from test_preprocessing import write_cancer_csv
-
 pytestmark = pytest.mark.slow
 
 
 def _config(**kw) -> TrialConfig:
-    base = dict(regularizer="l2", lam=1e-4, dropout=0.5, depth=1, width=16, patience=5, max_epochs=4, batch_size=64)
+    base = {"regularizer": "l2", "lam": 1e-4, "dropout": 0.5, "depth": 1, "width": 16, "patience": 5, "max_epochs": 4,
+            "batch_size": 64}
     return TrialConfig(**{**base, **kw})
 
 
@@ -80,10 +80,10 @@ def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_pat
 
 
 def test_folds_sweep_records_the_mean_std_and_a_curve_per_fold(tmp_path):
+    from test_preprocessing import write_wine_csv
+
     import regsweep
     from regsweep.report import held_out_results, leaderboard
-
-    from test_preprocessing import write_wine_csv
 
     data = from_csv(write_wine_csv(tmp_path), target="target", folds=3, test_fraction=0.2)
     space = SearchSpace(regularizers=("l2",), depth=1, width=8, patience=2, max_epochs=3, batch_size=64)
