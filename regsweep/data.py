@@ -214,6 +214,23 @@ def _encode_labels(name: str, y: np.ndarray, task: str, n_classes: int) -> np.nd
     return labels.astype(np.int32)
 
 
+def _class_order(label: Any) -> tuple[int, float, str]:
+    """Numbers in numeric order, then text in text order."""
+    return (0, float(label), "") if isinstance(label, (int, float)) else (1, 0.0, str(label))
+
+
+def _integer_classes(given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Integer labels that are not the ids 0..K-1 (e.g. 1/2, or 3..8) as class names, so the
+    model gets one output per class seen and ``classes`` maps ids back to the original values."""
+    first = next(iter(given.values()))
+    if first.dtype.kind not in "iu":
+        return given
+    values = np.unique(np.concatenate(list(given.values())))
+    if set(values.tolist()) <= {0, 1} or np.array_equal(values, np.arange(len(values))):
+        return given
+    return {name: y.astype(object) for name, y in given.items()}
+
+
 def _class_ids(name: str, y: np.ndarray, classes: list[Any]) -> np.ndarray:
     """Text labels as ids into ``classes``; a label not in ``classes`` is an error."""
     index = {c: i for i, c in enumerate(classes)}
@@ -275,7 +292,7 @@ def encode_targets(ys: dict[str, np.ndarray], *, task: str | None, n_classes: in
     if text:
         if task == "regression":
             raise DataError(f"task: 'regression' for text labels in {names[0]}; allowed: binary or multiclass")
-        classes = classes or sorted({v for y in ys.values() for v in y.tolist()}, key=str)
+        classes = classes or sorted({v for y in ys.values() for v in y.tolist()}, key=_class_order)
         ys = {n: _class_ids(n, y, classes) for n, y in ys.items()}
         n_classes = n_classes or len(classes)
     if task == "binary":
@@ -457,6 +474,8 @@ def from_frame(frame: Any, *, target: str, val_frame: Any = None, test_frame: An
         given["y_val"] = _target_column(val_frame, target, "val")
     if test_frame is not None:
         given["y_test"] = _target_column(test_frame, target, "test")
+    if task != "regression":
+        given = _integer_classes(given)
     ys, task, n_classes, classes = encode_targets(given, task=task, n_classes=None)
     features = frame.drop(columns=[target])
     for other, label in ((val_frame, "val"), (test_frame, "test")):

@@ -195,3 +195,12 @@ def test_folds_partition_the_non_test_rows_each_with_its_own_preprocessing(tmp_p
     assert data.describe()["folds"] == 4
     with pytest.raises(DataError, match="folds: got 0"):
         from_csv(path, target="target", folds=0)
+
+
+def test_integer_labels_that_are_not_ids_become_classes(tmp_path):
+    path = tmp_path / "grades.csv"
+    rows = ["x,grade"] + [f"{i},{[3, 5, 10][i % 3]}" for i in range(60)]
+    path.write_text("\n".join(rows) + "\n")
+    data = from_csv(path, target="grade")
+    assert data.task == "multiclass" and data.n_classes == 3 and data.classes == [3, 5, 10]
+    assert from_csv(path, target="grade", task="regression").task == "regression"
