@@ -293,6 +293,8 @@ def encode_targets(ys: dict[str, np.ndarray], *, task: str | None, n_classes: in
         if task == "regression":
             raise DataError(f"task: 'regression' for text labels in {names[0]}; allowed: binary or multiclass")
         classes = classes or sorted({v for y in ys.values() for v in y.tolist()}, key=_class_order)
+        if len(classes) < 2:
+            raise DataError(f"{names[0]}: only one class ({classes[0]!r}); allowed: labels with at least two classes")
         ys = {n: _class_ids(n, y, classes) for n, y in ys.items()}
         n_classes = n_classes or len(classes)
     if task == "binary":
