@@ -8,8 +8,8 @@ search: the test rows never reach a worker's training or validation, and no rank
 
 Recorded per evaluated trial: ``test_loss`` (data loss: cross-entropy or MSE), ``test_metric``
 (accuracy, MAE for regression), and for classification ``test_balanced_accuracy`` and
-``test_roc_auc`` (one-vs-rest, macro) plus the same two on the validation rows
-(``val_balanced_accuracy``, ``val_roc_auc``), useful for imbalanced classes.
+``test_roc_auc`` (one-vs-rest, macro), useful for imbalanced classes (every classification trial
+records the same two on its validation rows, see :func:`regsweep.objective.validation_scores`).
 
 Example:
     >>> evaluate_top(study, dataset, k=3)  # doctest: +SKIP
@@ -57,14 +57,17 @@ def score(task: str, y_true: np.ndarray, y_pred: np.ndarray, *, prefix: str, ext
     ids = (y_pred.reshape(-1) >= 0.5).astype(int) if task == "binary" else y_pred.argmax(axis=1)
     out = {f"{prefix}_loss": loss, f"{prefix}_metric": float(np.mean(ids == labels))}
     if extra:
-        out.update(_imbalanced_metrics(task, labels, ids, y_pred, prefix))
+        out.update(imbalanced_metrics(task, labels, y_pred, prefix=prefix))
     return out
 
 
-def _imbalanced_metrics(task: str, labels: np.ndarray, ids: np.ndarray, y_pred: np.ndarray,
-                        prefix: str) -> dict[str, float]:
+def imbalanced_metrics(task: str, labels: np.ndarray, y_pred: np.ndarray, *, prefix: str) -> dict[str, float]:
+    """Balanced accuracy and ROC AUC (one-vs-rest, macro, for multiclass) of class probabilities
+    ``y_pred`` against class ids ``labels``; AUC is NaN when a class is missing from the rows."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
+    labels = np.asarray(labels).reshape(-1).astype(int)
+    ids = (y_pred.reshape(-1) >= 0.5).astype(int) if task == "binary" else y_pred.argmax(axis=1)
     out = {f"{prefix}_balanced_accuracy": float(balanced_accuracy_score(labels, ids))}
     try:
         if task == "binary":
@@ -105,11 +108,7 @@ def evaluate_top(study: optuna.Study, dataset: Dataset, *, k: int) -> dict[int, 
         network = network_of(load_best_model(study, trial_number=number))
         # with folds, the saved model is one fold's: its rows went through that fold's preprocessing
         rows = dataset.folds[int(attrs[number].get("model_fold", 0))] if dataset.folds else dataset
-        figures = score(dataset.task, rows.y_test, _predict(network, rows.x_test), prefix="test")
-        if dataset.task != "regression":
-            figures.update(score(dataset.task, rows.y_val, _predict(network, rows.x_val), prefix="val", extra=True))
-            figures = {k2: v for k2, v in figures.items() if k2 not in ("val_loss", "val_metric")}
-        results[number] = figures
+        results[number] = score(dataset.task, rows.y_test, _predict(network, rows.x_test), prefix="test")
     if results:
         study.set_user_attr(TEST_ATTR, {str(n): v for n, v in results.items()})
     return results

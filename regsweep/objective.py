@@ -230,18 +230,32 @@ def inference_loss(model: keras.Model, x: Any, y: Any, loss: str, *, batch_size:
     return total / max(1, len(x))
 
 
+def validation_scores(model: keras.Model, dataset: Dataset) -> dict[str, float]:
+    """``val_balanced_accuracy`` and ``val_roc_auc`` of ``model`` (inference mode) on the validation rows."""
+    import numpy as np
+
+    from regsweep.evaluation import imbalanced_metrics
+
+    pred = np.concatenate([np.asarray(model(dataset.x_val[i:i + 4096], training=False))
+                           for i in range(0, len(dataset.x_val), 4096)])
+    return imbalanced_metrics(dataset.task, dataset.y_val, pred, prefix="val")
+
+
 def finish_result(result: TrainResult, model: keras.Model, dataset: Dataset, *, keep_model: bool = True) -> TrainResult:
     """Complete a result measured from the curves (by :func:`train_config` and packed training).
 
     ``train_loss`` becomes the training data loss of the final (best-epoch) weights in inference
     mode, so ``gap`` compares like with like; the curve's dropout-mode value is kept as
-    ``train_loss_dropout``. With ``keep_model``, ``result.model`` is the model to save: for
+    ``train_loss_dropout``. For classification, ``extra`` gets ``val_balanced_accuracy`` and
+    ``val_roc_auc`` of those weights (:func:`validation_scores`). With ``keep_model``, ``result.model`` is the model to save: for
     preprocessed tabular data, the network behind its preprocessing layers (raw rows in).
     """
     from regsweep.models import export_model
 
     result.train_loss_dropout = result.train_curve[result.best_epoch - 1]
     result.train_loss = inference_loss(model, dataset.x_train, dataset.y_train, dataset.loss)
+    if dataset.task != "regression":  # recorded for imbalanced classes: balanced accuracy, ROC AUC
+        result.extra.update(validation_scores(model, dataset))
     result.model = export_model(model, dataset) if keep_model else None
     return result
 
@@ -288,8 +302,8 @@ def train_repeats(config: TrialConfig, dataset: Dataset, *, seed: int = 0, repea
     losses = [run.val_loss for run in runs]
     mean = statistics.fmean(losses)
     chosen = min(runs, key=lambda run: abs(run.val_loss - mean))
-    chosen.extra = {"val_loss_std": statistics.stdev(losses), "val_losses": losses, "repeats": repeats,
-                    "model_val_loss": chosen.val_loss}
+    chosen.extra.update({"val_loss_std": statistics.stdev(losses), "val_losses": losses, "repeats": repeats,
+                         "model_val_loss": chosen.val_loss})
     chosen.val_loss = mean
     chosen.train_loss = statistics.fmean(run.train_loss for run in runs)
     chosen.train_loss_dropout = statistics.fmean(run.train_loss_dropout for run in runs)
@@ -317,9 +331,9 @@ def train_folds(config: TrialConfig, folds: tuple[Dataset, ...], *, seed: int = 
     mean = statistics.fmean(losses)
     index = min(range(len(runs)), key=lambda i: abs(runs[i].val_loss - mean))
     chosen = runs[index]
-    chosen.extra = {"folds": len(runs), "val_loss_std": statistics.stdev(losses) if len(runs) > 1 else 0.0,
-                    "fold_val_losses": losses, "fold_val_curves": [run.val_curve for run in runs],
-                    "model_fold": index, "model_val_loss": chosen.val_loss}
+    chosen.extra.update({"folds": len(runs), "val_loss_std": statistics.stdev(losses) if len(runs) > 1 else 0.0,
+                         "fold_val_losses": losses, "fold_val_curves": [run.val_curve for run in runs],
+                         "model_fold": index, "model_val_loss": chosen.val_loss})
     chosen.val_loss = mean
     chosen.train_loss = statistics.fmean(run.train_loss for run in runs)
     chosen.train_loss_dropout = statistics.fmean(run.train_loss_dropout for run in runs)

@@ -79,7 +79,8 @@ def trial_row(trial: optuna.trial.FrozenTrial, extra_params: list[str]) -> dict[
     for name in extra_params:
         row[name] = trial.params.get(name)
     row.update({"n_params": attrs.get("n_params"), "epochs": attrs.get("epochs"), "duration": _duration(trial)})
-    for name in ("train_loss_dropout", "val_loss_std", "repeats", "folds", "pack", "fail_reason"):
+    for name in ("train_loss_dropout", "val_balanced_accuracy", "val_roc_auc", "val_loss_std", "repeats", "folds",
+                 "pack", "fail_reason"):
         if name in attrs:
             row[name] = attrs[name]
     return row

@@ -67,6 +67,8 @@ def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_pat
     tested = held_out_results(study)
     assert len(tested) == 2 and best.number in tested
     assert {"test_loss", "test_metric", "test_balanced_accuracy", "test_roc_auc"} <= set(tested[best.number])
+    assert 0 <= best.user_attrs["val_balanced_accuracy"] <= 1 and 0 <= best.user_attrs["val_roc_auc"] <= 1
+    assert board["val_roc_auc"].notna().all()  # recorded by every complete trial, packed or not
     assert board["test_loss"].notna().sum() == 2 and board.iloc[0]["test_loss"] == tested[best.number]["test_loss"]
     rows = pd.read_csv(path).drop(columns="target").head(5)
     rows.loc[0, "mean texture"] = np.nan
