@@ -24,7 +24,7 @@ from regsweep.space import SearchSpace, TrialConfig  # noqa: E402
 
 __all__ = [
     "Dataset", "RegsweepError", "SearchSpace", "TrialConfig", "leaderboard", "load_best_model", "load_study",
-    "resume_sweep", "run_sweep",
+    "best_trial", "predict", "resume_sweep", "run_sweep",
 ]
 
 _LAZY = {
@@ -34,6 +34,8 @@ _LAZY = {
     "resume_sweep": ("regsweep.runner", "resume_sweep"),
     "load_study": ("regsweep.storage", "load_study"),
     "load_best_model": ("regsweep.artifacts", "load_best_model"),
+    "predict": ("regsweep.artifacts", "predict"),
+    "best_trial": ("regsweep.pareto", "best_trial"),
 }
 
 

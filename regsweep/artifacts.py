@@ -293,6 +293,49 @@ def load_best_model(study: optuna.Study, *, trial_number: int | None = None,
     """
     import keras
 
+    import regsweep.keras_layers  # noqa: F401  (registers the preprocessing layers of tabular models)
+
+    from regsweep.data import TASK_LOSSES
+    from regsweep.models import task_metrics
+    from regsweep.storage import study_meta
+
+    data = study_meta(study).get("data") or {}
+    raw = data.get("preprocessing") is not None  # tabular: saved uncompiled, raw rows in
     with tempfile.TemporaryDirectory(prefix="regsweep-") as tmp:
         path = export_best_model(study, Path(tmp) / "model.keras", trial_number=trial_number, tolerance=tolerance)
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path, compile=not raw)
+    if raw:
+        model.compile(loss=TASK_LOSSES[data["task"]], metrics=task_metrics(data["task"]))
+    return model
+
+
+def predict(study: optuna.Study, rows: Any, *, trial_number: int | None = None,
+            tolerance: float = DEFAULT_TOLERANCE) -> Any:
+    """Predictions of the best trial's saved model (or ``trial_number``'s) on raw rows.
+
+    For a tabular study ``rows`` is a pandas DataFrame with the training file's feature columns
+    (missing cells and unseen categories allowed); otherwise an array like the training ``x``.
+    Classification returns the predicted labels (the original class names when the labels were
+    text), regression a 1-D array of values.
+
+    Example:
+        >>> regsweep.predict(study, pd.read_csv("new_rows.csv"))  # doctest: +SKIP
+    """
+    import numpy as np
+
+    from regsweep.storage import study_meta
+
+    data = study_meta(study).get("data") or {}
+    model = load_best_model(study, trial_number=trial_number, tolerance=tolerance)
+    spec = data.get("preprocessing")
+    if spec is not None:
+        from regsweep.preprocessing import raw_inputs
+
+        rows = raw_inputs(spec, rows)
+    output = np.asarray(model.predict(rows, verbose=0))
+    task = data.get("task")
+    if task == "regression":
+        return output.reshape(-1)
+    ids = (output.reshape(-1) >= 0.5).astype(int) if task == "binary" else output.argmax(axis=1)
+    classes = data.get("classes")
+    return np.asarray(classes, dtype=object)[ids] if classes else ids

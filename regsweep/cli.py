@@ -367,6 +367,7 @@ def _cmd_best(args: argparse.Namespace) -> int:
     import json
 
     from regsweep.pareto import best_trial, front_trials, is_multi, study_objectives
+    from regsweep.report import TEST_NOTE, held_out_results
 
     study = _load(args)
     objectives = study_objectives(study)
@@ -374,11 +375,19 @@ def _cmd_best(args: argparse.Namespace) -> int:
         raise SettingsError(f"all-pareto: study {args.study!r} has one objective (val_loss); allowed: a study made "
                             "with several objectives, e.g. --objectives val_loss n_params")
     best = best_trial(study, tolerance=args.tolerance)
+    tested = held_out_results(study)
+
+    def record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        out = _best_record(trial, objectives)
+        if trial.number in tested:  # measured after the sweep on rows no trial saw
+            out.update(tested[trial.number])
+            out["test_note"] = TEST_NOTE
+        return out
+
     if args.all_pareto:
-        front = [{**_best_record(t, objectives), "best": t.number == best.number} for t in front_trials(study)]
-        print(json.dumps(front, indent=1))
+        print(json.dumps([{**record(t), "best": t.number == best.number} for t in front_trials(study)], indent=1))
     else:
-        print(json.dumps(_best_record(best, objectives), indent=1))
+        print(json.dumps(record(best), indent=1))
     if getattr(args, "export", None):
         from regsweep.artifacts import export_best_model
 
@@ -457,9 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"regsweep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run a sweep module (e.g. sweeps.rings) or file; extra flags go to the sweep",
+    run = sub.add_parser("run", help="run a sweep module (e.g. sweeps.rings) or file, or a CSV: run --csv FILE --target COL",
                          description="Run a sweep: `regsweep run sweeps.rings --trials 50`. Flags after the sweep name "
-                                     "are the sweep's own (see `python -m sweeps.rings --help`).")
+                                     "are the sweep's own (see `python -m sweeps.rings --help`). "
+                                     "`regsweep run --csv FILE --target COL [flags]` sweeps your own table "
+                                     "(= `python -m sweeps.table FILE --target COL`; see its --help).")
     run.add_argument("sweep", help="module (sweeps.rings, rings) or path to a .py file defining main(argv)")
     run.add_argument("sweep_args", nargs=argparse.REMAINDER, help="flags passed to the sweep")
     run.set_defaults(func=_cmd_run)
@@ -546,10 +557,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _csv_run(argv: Sequence[str]) -> list[str]:
+    """``regsweep run --csv FILE ...`` is ``regsweep run sweeps.table --csv FILE ...``."""
+    args = list(argv)
+    if len(args) >= 2 and args[0] == "run" and (args[1] == "--csv" or args[1].startswith("--csv=")):
+        return ["run", "sweeps.table", *args[1:]]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``regsweep`` command."""
     parser = build_parser()
-    return _guarded(parser, argv, lambda args: args.func(args))
+    return _guarded(parser, _csv_run(sys.argv[1:] if argv is None else argv), lambda args: args.func(args))
 
 
 if __name__ == "__main__":

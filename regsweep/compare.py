@@ -19,7 +19,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regsweep.errors import SettingsError
 from regsweep.space import TrialConfig
 
 if TYPE_CHECKING:
@@ -108,16 +107,18 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
 
 def _best_trial_row(study: optuna.Study) -> dict[str, Any]:
-    from regsweep.report import leaderboard
+    """The best trial (:func:`regsweep.pareto.best_trial`) as a row; with its test figures when measured."""
+    from regsweep.pareto import best_trial
+    from regsweep.report import held_out_results
 
-    board = leaderboard(study, state="complete")
-    if board.empty:
-        raise SettingsError(f"study: {study.study_name!r} has no complete trial; allowed: a study with results")
-    best = board.iloc[0]
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == int(best["trial"]))
-    return {"model": f"sweep best (trial {trial.number}): {describe_params(trial.params)}",
-            "val_loss": float(best["val_loss"]), "val_accuracy": float(best["val_metric"]),
-            "best_epoch": trial.user_attrs.get("best_epoch"), "n_params": trial.user_attrs.get("n_params")}
+    trial = best_trial(study)
+    row = {"model": f"sweep best (trial {trial.number}): {describe_params(trial.params)}",
+           "val_loss": float(trial.values[0]), "val_accuracy": float(trial.user_attrs["val_metric"]),
+           "best_epoch": trial.user_attrs.get("best_epoch"), "n_params": trial.user_attrs.get("n_params")}
+    tested = held_out_results(study).get(trial.number)
+    if tested:  # --test: measured once after the sweep, never used to choose
+        row.update(test_loss=tested["test_loss"], test_accuracy=tested["test_metric"])
+    return row
 
 
 def describe_params(params: dict[str, Any]) -> str:

@@ -103,11 +103,12 @@ def _val_count(val_size: int | float | None, n_train: int) -> int:
 
 
 def load_reuters(path: str | Path | None = None, *, num_words: int = 10000,
-                 val_size: int | float | None = None) -> Dataset:
+                 val_size: int | float | None = None, test: bool = False) -> Dataset:
     """Reuters newswire topics: multi-hot words, 46 topic ids, validation taken from the training split.
 
-    Keras's standard split (80% train, 20% test, shuffle seed 113) is kept; the test part
-    is not used. The first ``val_size`` training newswires (already shuffled) are the
+    Keras's standard split (80% train, 20% test, shuffle seed 113) is kept; with ``test`` its
+    test part (2,246 newswires in the full file) is the dataset's held-out test split, which no
+    trial sees (the top-K models are measured on it after the sweep); without, it is not used. The first ``val_size`` training newswires (already shuffled) are the
     validation set, as in the notes (``x_val = x_train[:1000]``).
 
     Args:
@@ -115,18 +116,23 @@ def load_reuters(path: str | Path | None = None, *, num_words: int = 10000,
         num_words: vocabulary size = input width.
         val_size: validation newswires (int) or fraction; ``None``: 1000, or 20% for files
             with fewer than 5000 training newswires.
+        test: keep Keras's test part as the held-out test split.
 
     Raises:
         DataError: the file is missing or unreadable, or a bad ``num_words``/``val_size``.
     """
     file = (Path(path) if path is not None else default_reuters_path()).resolve()
-    (x_seq, y), _ = reuters_sequences(file, num_words=num_words)
+    (x_seq, y), (x_test_seq, y_test) = reuters_sequences(file, num_words=num_words)
     n_val = _val_count(val_size, len(x_seq))
     x = multi_hot(x_seq, num_words)
-    source = {"kind": "reuters", "path": str(file), "num_words": num_words, "val_size": val_size}
+    source: dict[str, Any] = {"kind": "reuters", "path": str(file), "num_words": num_words, "val_size": val_size}
+    held_out: dict[str, Any] = {}
+    if test:
+        source["test"] = True
+        held_out = {"x_test": multi_hot(x_test_seq, num_words), "y_test": y_test}
     name = "reuters" if len(x_seq) >= 5000 else file.stem
     return from_arrays(x[n_val:], y[n_val:], x_val=x[:n_val], y_val=y[:n_val], task="multiclass",
-                       n_classes=REUTERS_CLASSES, name=name, source=source)
+                       n_classes=REUTERS_CLASSES, name=name, source=source, **held_out)
 
 
 def load_digits(*, val_fraction: float = 0.2, seed: int = 0) -> Dataset:

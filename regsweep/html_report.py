@@ -16,7 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regsweep.report import leaderboard, regularizer_summary, to_text
+from regsweep.pareto import best_trial
+from regsweep.report import (
+    TEST_NOTE,
+    held_out_results,
+    leaderboard,
+    regularizer_summary,
+    to_text,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -67,11 +74,13 @@ def study_overview(study: optuna.Study) -> dict[str, Any]:
         if key in meta:
             overview[key] = meta[key]
     if counts["COMPLETE"]:
-        from regsweep.pareto import best_trial
-
         best = best_trial(study)
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
         overview["best trial"] = f"#{best.number}: val_loss {best.values[0]:.4f}; {params}"
+        tested = held_out_results(study).get(best.number)
+        if tested:
+            overview["best trial on the test rows (never used for selection)"] = ", ".join(
+                f"{k} {v:.4g}" for k, v in tested.items())
     return overview
 
 
@@ -99,6 +108,7 @@ def render_report(study: optuna.Study, *, top: int | None = None, plots: bool = 
         "<h2>Which regularizer helps: best, median and count of val_loss per kind</h2>",
         to_text(regularizer_summary(board), "html"),
         f"<h2>Leaderboard ({len(shown)} of {len(board)} finished trials, best first)</h2>",
+        *([f'<p class="muted">{html.escape(TEST_NOTE)}</p>'] if "test_loss" in board.columns else []),
         f'<div class="scroll">{to_text(shown, "html")}</div>' if len(shown) else "<p>no finished trials yet</p>",
     ]
     if plots:

@@ -108,21 +108,37 @@ def build_model(config: TrialConfig, dataset: Dataset, *, steps_per_execution: i
     return model
 
 
+def export_model(network: keras.Model, dataset: Dataset) -> keras.Model:
+    """The model to save for ``dataset``: ``network`` itself, or for preprocessed tabular data
+    ``network`` behind the fitted preprocessing layers (raw rows in, see
+    :func:`regsweep.preprocessing.raw_input_model`), saved uncompiled."""
+    if dataset.preprocessing is None:
+        return network
+    from regsweep.preprocessing import raw_input_model
+
+    return raw_input_model(dataset.preprocessing, network)  # compiled when loaded (load_best_model)
+
+
 def compile_metrics(dataset: Dataset) -> list[Any]:
     """``data_loss`` (the loss without the weight penalty, which Keras adds to ``loss``) and
     ``metric`` (accuracy, or MAE for regression)."""
+    return task_metrics(dataset.task)
+
+
+def task_metrics(task: str) -> list[Any]:
+    """The ``data_loss`` and ``metric`` Keras metrics of a task (see :func:`compile_metrics`)."""
     import keras
 
     data_loss = {
         "binary": keras.metrics.BinaryCrossentropy,
         "multiclass": keras.metrics.SparseCategoricalCrossentropy,
         "regression": keras.metrics.MeanSquaredError,
-    }[dataset.task](name="data_loss")
+    }[task](name="data_loss")
     metric = {
         "binary": lambda: keras.metrics.BinaryAccuracy(name="metric"),
         "multiclass": lambda: keras.metrics.SparseCategoricalAccuracy(name="metric"),
         "regression": lambda: keras.metrics.MeanAbsoluteError(name="metric"),
-    }[dataset.task]()
+    }[task]()
     return [data_loss, metric]
 
 

@@ -5,7 +5,10 @@ The numbers recorded are *data* losses: Keras adds the weight penalty to ``loss`
 regsweep tracks the plain cross-entropy / MSE as ``data_loss`` and records
 
 * ``val_loss``: the lowest validation data loss over the epochs (the trial's value),
-* ``train_loss``: the training data loss of that epoch, ``gap`` = val_loss - train_loss,
+* ``train_loss``: the training data loss of the best epoch's weights measured in inference mode
+  (no dropout, after training, as the validation loss is), ``gap`` = val_loss - train_loss
+  (large and positive = overfitting); ``train_loss_dropout``: the epoch's training loss as Keras
+  reports it (averaged over the epoch with dropout active, the ``train_curve``),
 * ``val_metric``: validation accuracy (MAE for regression) of that epoch,
 * ``epochs`` trained, ``best_epoch``, ``n_params``, ``weight_l1``, ``weight_l2``,
 * the curves ``val_curve``, ``train_curve`` and ``val_metric_curve`` (one value per epoch).
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 # Attributes every finished trial carries (the leaderboard's columns come from these).
-TRIAL_ATTRS = ("val_loss", "train_loss", "gap", "val_metric", "epochs", "best_epoch", "n_params",
+TRIAL_ATTRS = ("val_loss", "train_loss", "train_loss_dropout", "gap", "val_metric", "epochs", "best_epoch", "n_params",
                "weight_l1", "weight_l2")
 
 
@@ -57,6 +60,7 @@ class TrainResult:
     val_metric_curve: list[float]
     duration: float
     model: Any = field(default=None, repr=False)
+    train_loss_dropout: float = math.nan  # the epoch's dropout-mode training loss (train_curve[best_epoch - 1])
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. val_loss_std and repeats (see train_repeats)
 
     @property
@@ -66,7 +70,8 @@ class TrainResult:
     def attrs(self) -> dict[str, Any]:
         """The JSON-ready user attributes of a trial."""
         return {
-            "val_loss": self.val_loss, "train_loss": self.train_loss, "gap": self.gap,
+            "val_loss": self.val_loss, "train_loss": self.train_loss, "train_loss_dropout": self.train_loss_dropout,
+            "gap": self.gap,
             "val_metric": self.val_metric, "epochs": self.epochs, "best_epoch": self.best_epoch,
             "n_params": self.n_params, "weight_l1": self.weight_l1, "weight_l2": self.weight_l2,
             "val_curve": self.val_curve, "train_curve": self.train_curve,
@@ -204,8 +209,7 @@ def train_config(config: TrialConfig, dataset: Dataset, *, seed: int = 0,
     except optuna.TrialPruned as exc:
         pruned = exc
     result = _result(config, model, history, started, count_params(model), kernel_norms(dense_kernels(model)))
-    if keep_model:
-        result.model = model
+    finish_result(result, model, dataset, keep_model=keep_model)
     if pruned is not None:
         if trial is not None:
             record_result(trial, result)
@@ -230,6 +234,49 @@ def record_worker_rss(trial: optuna.trial.BaseTrial) -> None:
     import psutil
 
     trial.set_user_attr("worker_rss_mb", round(psutil.Process().memory_info().rss / 2**20, 1))
+
+
+def inference_loss(model: keras.Model, x: Any, y: Any, loss: str, *, batch_size: int = 4096) -> float:
+    """Mean per-sample data loss of ``model`` on ``x``/``y`` in inference mode (no dropout)."""
+    import keras
+    import numpy as np
+
+    loss_fn = keras.losses.get(loss)
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        pred = model(x[start:start + batch_size], training=False)
+        total += float(np.sum(keras.ops.convert_to_numpy(loss_fn(y[start:start + batch_size], pred))))
+    return total / max(1, len(x))
+
+
+def validation_scores(model: keras.Model, dataset: Dataset) -> dict[str, float]:
+    """``val_balanced_accuracy`` and ``val_roc_auc`` of ``model`` (inference mode) on the validation rows."""
+    import numpy as np
+
+    from regsweep.evaluation import imbalanced_metrics
+
+    pred = np.concatenate([np.asarray(model(dataset.x_val[i:i + 4096], training=False))
+                           for i in range(0, len(dataset.x_val), 4096)])
+    return imbalanced_metrics(dataset.task, dataset.y_val, pred, prefix="val")
+
+
+def finish_result(result: TrainResult, model: keras.Model, dataset: Dataset, *, keep_model: bool = True) -> TrainResult:
+    """Complete a result measured from the curves (by :func:`train_config` and packed training).
+
+    ``train_loss`` becomes the training data loss of the final (best-epoch) weights in inference
+    mode, so ``gap`` compares like with like; the curve's dropout-mode value is kept as
+    ``train_loss_dropout``. For classification, ``extra`` gets ``val_balanced_accuracy`` and
+    ``val_roc_auc`` of those weights (:func:`validation_scores`). With ``keep_model``, ``result.model`` is the model to save: for
+    preprocessed tabular data, the network behind its preprocessing layers (raw rows in).
+    """
+    from regsweep.models import export_model
+
+    result.train_loss_dropout = result.train_curve[result.best_epoch - 1]
+    result.train_loss = inference_loss(model, dataset.x_train, dataset.y_train, dataset.loss)
+    if dataset.task != "regression":  # recorded for imbalanced classes: balanced accuracy, ROC AUC
+        result.extra.update(validation_scores(model, dataset))
+    result.model = export_model(model, dataset) if keep_model else None
+    return result
 
 
 def record_result(trial: optuna.trial.BaseTrial, result: TrainResult) -> None:
@@ -275,10 +322,42 @@ def train_repeats(config: TrialConfig, dataset: Dataset, *, seed: int = 0, repea
     losses = [run.val_loss for run in runs]
     mean = statistics.fmean(losses)
     chosen = min(runs, key=lambda run: abs(run.val_loss - mean))
-    chosen.extra = {"val_loss_std": statistics.stdev(losses), "val_losses": losses, "repeats": repeats,
-                    "model_val_loss": chosen.val_loss}
+    chosen.extra.update({"val_loss_std": statistics.stdev(losses), "val_losses": losses, "repeats": repeats,
+                         "model_val_loss": chosen.val_loss})
     chosen.val_loss = mean
     chosen.train_loss = statistics.fmean(run.train_loss for run in runs)
+    chosen.train_loss_dropout = statistics.fmean(run.train_loss_dropout for run in runs)
+    chosen.val_metric = statistics.fmean(run.val_metric for run in runs)
+    return chosen
+
+
+def train_folds(config: TrialConfig, folds: tuple[Dataset, ...], *, seed: int = 0,
+                trial: optuna.trial.Trial | None = None, keep_model: bool = False,
+                stop: StopRequest | None = None) -> TrainResult:
+    """Cross-validation: train ``config`` on each fold (same seed); the result's ``val_loss`` is the mean.
+
+    Fold 0 reports to ``trial`` each epoch, so the pruner watches fold 0 (a pruned trial trains
+    no other fold); every fold early-stops on its own validation loss with the trial's patience.
+    The result is the fold whose ``val_loss`` is closest to the mean (its curves, epochs and model,
+    with that fold's preprocessing inside), with ``val_loss``, ``train_loss``,
+    ``train_loss_dropout``, ``val_metric`` replaced by the means and ``extra`` holding ``folds``,
+    ``val_loss_std`` (sample std), ``fold_val_losses``, ``fold_val_curves`` (one validation curve
+    per fold), ``model_fold`` and ``model_val_loss`` (the saved fold's own value).
+    """
+    import statistics
+
+    runs = [train_config(config, fold, seed=seed, trial=trial if i == 0 else None, keep_model=keep_model, stop=stop)
+            for i, fold in enumerate(folds)]
+    losses = [run.val_loss for run in runs]
+    mean = statistics.fmean(losses)
+    index = min(range(len(runs)), key=lambda i: abs(runs[i].val_loss - mean))
+    chosen = runs[index]
+    chosen.extra.update({"folds": len(runs), "val_loss_std": statistics.stdev(losses) if len(runs) > 1 else 0.0,
+                         "fold_val_losses": losses, "fold_val_curves": [run.val_curve for run in runs],
+                         "model_fold": index, "model_val_loss": chosen.val_loss})
+    chosen.val_loss = mean
+    chosen.train_loss = statistics.fmean(run.train_loss for run in runs)
+    chosen.train_loss_dropout = statistics.fmean(run.train_loss_dropout for run in runs)
     chosen.val_metric = statistics.fmean(run.val_metric for run in runs)
     return chosen
 
@@ -303,7 +382,8 @@ def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *
     (or, in a multi-objective study, the values of its objectives, ``val_loss`` first).
 
     The Keras seed of a trial is ``seed + trial.number``, so a trial is reproducible on its own.
-    With ``repeats`` > 1 the value is the mean over repeats (see :func:`train_repeats`). With
+    With ``repeats`` > 1 the value is the mean over repeats (see :func:`train_repeats`); for a
+    dataset with ``folds``, the mean over folds (see :func:`train_folds`). With
     ``artifacts``, the learning curve and (for the top ``keep_top``) the model are saved in the
     study's artifact store (see :mod:`regsweep.artifacts`). ``stop``: see :func:`train_config`.
     """
@@ -311,8 +391,12 @@ def objective(trial: optuna.trial.Trial, space: SearchSpace, dataset: Dataset, *
 
     config = suggest(trial, space)
     try:
-        result = train_repeats(config, dataset, seed=seed + trial.number, repeats=repeats, trial=trial,
-                               keep_model=artifacts, stop=stop)
+        if dataset.folds:  # cross-validation (the runner refuses repeats > 1 with folds)
+            result = train_folds(config, dataset.folds, seed=seed + trial.number, trial=trial, keep_model=artifacts,
+                                 stop=stop)
+        else:
+            result = train_repeats(config, dataset, seed=seed + trial.number, repeats=repeats, trial=trial,
+                                   keep_model=artifacts, stop=stop)
         record_result(trial, result)
         if artifacts:
             _save_artifacts(trial, result, keep_top)

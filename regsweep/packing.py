@@ -452,7 +452,14 @@ def train_pack(configs: Sequence[TrialConfig], dataset: Dataset, *, seeds: Seque
     """
     import keras
 
-    from regsweep.objective import input_pipelines
+    from regsweep.objective import finish_result, input_pipelines
+
+    def done(outcome: PackOutcome) -> None:
+        """At once, while the branch holds its best weights: inference-mode train loss, model to save."""
+        if outcome.result is not None:
+            finish_result(outcome.result, branches[outcome.index].model, dataset, keep_model=outcome.state == "complete")
+        if on_done is not None:
+            on_done(outcome)
 
     check_packable(configs)
     if len(seeds) != len(configs) or (trials is not None and len(trials) != len(configs)):
@@ -472,15 +479,12 @@ def train_pack(configs: Sequence[TrialConfig], dataset: Dataset, *, seeds: Seque
             break
         logs = graph.run_epoch(train, steps, val)
         for outcome in _end_epoch(running, epoch, logs, started, len(branches)):
-            if on_done is not None:
-                on_done(outcome)
+            done(outcome)
         if on_epoch is not None:
             on_epoch(epoch)
     for branch in branches:
         if branch.outcome is None:  # reached max_epochs: Keras restores the best weights at the end
-            outcome = _finish(branch, "complete", started, len(branches), restore=True)
-            if on_done is not None:
-                on_done(outcome)
+            done(_finish(branch, "complete", started, len(branches), restore=True))
         elif branch.outcome.state == "complete" and branch.stopping.best_weights is not None:
             branch.model.set_weights(branch.stopping.best_weights)  # undo training after it stopped
     return [b.outcome for b in branches if b.outcome is not None]

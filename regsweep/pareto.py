@@ -159,13 +159,26 @@ def pick_best(candidates: Sequence[tuple[int, Sequence[float]]], objectives: Seq
 
 
 def best_trial(study: optuna.Study, *, tolerance: float = DEFAULT_TOLERANCE) -> optuna.trial.FrozenTrial:
-    """The study's best trial: Optuna's for one objective, :func:`pick_best` for several."""
+    """THE best trial of a regsweep study, the one definition every command uses.
+
+    One objective: the COMPLETE trial with the lowest value (the mean validation data loss),
+    ties broken by the lower trial number; pruned trials never count (their model stopped early
+    and was not saved). The leaderboard's rank 1, ``regsweep best``, ``status``,
+    :func:`regsweep.load_best_model` and the HTML report all agree on it. Several objectives:
+    :func:`pick_best`, the smallest front model within ``tolerance`` of the front's lowest loss.
+
+    Raises:
+        SettingsError: the study has no complete trial yet.
+
+    Example:
+        >>> best_trial(study).number  # doctest: +SKIP
+    """
     objectives = study_objectives(study)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if not complete:
         raise SettingsError(f"study: {study.study_name!r} has no complete trial yet; allowed: a study with results")
     if not is_multi(objectives):
-        return study.best_trial
+        return min((t for t in complete if t.values), key=lambda t: (t.values[0], t.number))
     check_tolerance(tolerance)
     candidates = [(t.number, p) for t in complete if (p := trial_point(t, objectives)) is not None]
     number = pick_best(candidates, objectives, tolerance=tolerance)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 COLUMNS = ("rank", "trial", "state", "val_loss", "val_metric", "train_loss", "gap", *CORE_PARAMS,
            "n_params", "epochs", "duration")
+TEST_ATTR = "test_results"  # study user attribute: {trial number: {"test_loss": ..., ...}} (see regsweep.evaluation)
+TEST_NOTE = ("test_* columns: measured once after the sweep on held-out rows no trial saw, for the top-K "
+             "models only; never used to choose or rank a trial")
 STATES = ("finished", "complete", "pruned", "failed", "all")
 FORMATS = ("csv", "md", "html", "json")
 
@@ -38,6 +41,11 @@ def _duration(trial: optuna.trial.FrozenTrial) -> float:
     return math.nan
 
 
+def held_out_results(study: optuna.Study) -> dict[int, dict[str, float]]:
+    """The held-out test figures recorded after the sweep, by trial number (empty without a test split)."""
+    return {int(k): v for k, v in (study.user_attrs.get(TEST_ATTR) or {}).items()}
+
+
 def trial_row(trial: optuna.trial.FrozenTrial, extra_params: list[str]) -> dict[str, Any]:
     """The leaderboard row of one trial."""
     attrs = trial.user_attrs
@@ -52,7 +60,8 @@ def trial_row(trial: optuna.trial.FrozenTrial, extra_params: list[str]) -> dict[
     for name in extra_params:
         row[name] = trial.params.get(name)
     row.update({"n_params": attrs.get("n_params"), "epochs": attrs.get("epochs"), "duration": _duration(trial)})
-    for name in ("val_loss_std", "repeats", "pack", "fail_reason"):
+    for name in ("train_loss_dropout", "val_balanced_accuracy", "val_roc_auc", "val_loss_std", "repeats", "folds",
+                 "pack", "fail_reason"):
         if name in attrs:
             row[name] = attrs[name]
     return row
@@ -70,11 +79,14 @@ def leaderboard(study: optuna.Study, *, state: str = "finished", sort_by: str | 
         top: keep only the first ``top`` rows.
 
     Returns:
-        Columns ``rank, trial, state, val_loss, val_metric, train_loss, gap, regularizer, lam,
-        dropout, depth, width, patience, [searched options], n_params, epochs, duration``; in a
-        multi-objective study also ``front`` (front rank of a complete trial: 1 = on the Pareto
-        front; empty for pruned trials, see :mod:`regsweep.pareto`), ``pareto`` (on the front) and
-        the other objectives (``weight_l2``, ``train_seconds``) after ``state``.
+        Columns ``rank, trial, state, val_loss, val_metric, [test_loss, test_metric, ...],
+        train_loss, gap, regularizer, lam, dropout, depth, width, patience, [searched options],
+        n_params, epochs, duration``. Sorted by ``val_loss`` (the default for one objective),
+        complete trials come before pruned ones, so rank 1 is :func:`regsweep.pareto.best_trial`. The ``test_*``
+        columns (NaN except for the top-K trials evaluated after the sweep) are never used for
+        ranking. In a multi-objective study also ``front`` (front rank of a complete trial: 1 = on
+        the Pareto front; empty for pruned trials, see :mod:`regsweep.pareto`), ``pareto`` (on the
+        front) and the other objectives (``weight_l2``, ``train_seconds``) after ``state``.
     """
     import pandas as pd
 
@@ -86,7 +98,11 @@ def leaderboard(study: optuna.Study, *, state: str = "finished", sort_by: str | 
     trials = [t for t in study.get_trials(deepcopy=False) if t.state.name in wanted]
     extra = sorted({p for t in trials for p in t.params} - set(CORE_PARAMS))
     rows = [trial_row(t, extra) for t in trials]
-    columns = ["trial", "state", "val_loss", "val_metric", "train_loss", "gap", *CORE_PARAMS, *extra,
+    tested = held_out_results(study)
+    test_columns = sorted({k for v in tested.values() for k in v}, key=lambda k: (k not in ("test_loss", "test_metric"), k))
+    for row in rows:
+        row.update({k: tested.get(row["trial"], {}).get(k, math.nan) for k in test_columns})
+    columns = ["trial", "state", "val_loss", "val_metric", *test_columns, "train_loss", "gap", *CORE_PARAMS, *extra,
                "n_params", "epochs", "duration"]
     columns += sorted({k for r in rows for k in r} - set(columns))
     if any("val_loss_std" in r for r in rows):  # repeats: mean ± std side by side
@@ -101,7 +117,10 @@ def leaderboard(study: optuna.Study, *, state: str = "finished", sort_by: str | 
     keys = [sort_by or "val_loss"] if sort_by or not is_multi(objectives) else ["front", "val_loss"]
     if keys[0] not in frame.columns and keys[0] != "rank":
         raise SettingsError(f"sort_by: got {sort_by!r}; allowed: one of {list(frame.columns)}")
-    if keys[0] != "rank" and len(frame):
+    if keys == ["val_loss"] and ascending and len(frame):  # best first = pareto.best_trial(study) first
+        frame = frame.assign(_pruned=frame["state"] != "complete")
+        frame = frame.sort_values(["_pruned", "val_loss", "trial"], na_position="last", kind="stable").drop(columns="_pruned")
+    elif keys[0] != "rank" and len(frame):
         frame = frame.sort_values([*keys, "trial"], ascending=[ascending] * len(keys) + [True], na_position="last",
                                   kind="stable")
     frame.insert(0, "rank", range(1, len(frame) + 1))
@@ -179,7 +198,8 @@ def console_table(board: pd.DataFrame, top: int = 10) -> str:
     if board.empty:
         return "(no finished trials)"
     shown = with_std(board.head(top))
-    keep = [c for c in ("rank", "trial", "state", "front", "pareto", "val_loss", "val_loss (mean ± std)", "val_metric", "gap", "regularizer", "lam", "dropout",
+    keep = [c for c in ("rank", "trial", "state", "front", "pareto", "val_loss", "val_loss (mean ± std)", "val_metric",
+                        "test_loss", "test_metric", "gap", "regularizer", "lam", "dropout",
                         "depth", "width", "patience", "learning_rate", "batch_norm", "clipnorm", "augmentation",
                         "n_params", "epochs") if c in shown.columns]  # the options appear only when searched
     return shown[keep].to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -469,14 +469,10 @@ def _best_value(trials: list[optuna.trial.FrozenTrial]) -> float | None:
 # -- the public verb ------------------------------------------------------------------------------------
 def prepare_data_source(dataset: Dataset, out_dir: Path) -> dict[str, Any]:
     """The source a worker loads the data from; in-memory arrays are saved to ``out_dir/data.npz``."""
-    import numpy as np
-
     if dataset.source is not None:
         return dataset.source
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "data.npz"
-    np.savez(path, x_train=dataset.x_train, y_train=dataset.y_train, x_val=dataset.x_val, y_val=dataset.y_val)
-    return {"kind": "npz", "path": str(path.resolve()), "task": dataset.task}
+    return dataset.save_npz(out_dir / "data.npz")  # with test rows, class names and preprocessing
 
 
 def study_metadata(space: SearchSpace, dataset: Dataset, settings: SweepSettings, sweep: str | None) -> dict[str, Any]:
@@ -511,6 +507,9 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     if not isinstance(dataset, Dataset):
         raise SettingsError(f"dataset: got {type(dataset).__name__}; allowed: a regsweep Dataset")
     config = settings.pop("settings", None) or SweepSettings(**settings)
+    if dataset.folds and config.repeats > 1:
+        raise SettingsError(f"repeats: got {config.repeats} with {len(dataset.folds)} folds; allowed: 1 with folds "
+                            "(each fold already trains the configuration once)")
     check_sqlite_location(config.storage_url)
     check_writable_dir(config.out_dir, "out")
     meta = study_metadata(space, dataset, config, sweep)
@@ -529,9 +528,20 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     )
     if count_states(study)["finished"] >= config.trials:
         _logger.info("study %s already has %d finished trials: nothing to do", config.study, config.trials)
-        return study
+        return _evaluate_top(study, dataset, config.keep_top)
     _run_backend(study, job, config)
-    return _check_outcome(study, config.trials)
+    return _evaluate_top(_check_outcome(study, config.trials), dataset, config.keep_top)
+
+
+def _evaluate_top(study: optuna.Study, dataset: Dataset, keep_top: int) -> optuna.Study:
+    """The top-K saved models measured on the held-out test rows (see :mod:`regsweep.evaluation`)."""
+    from regsweep.evaluation import evaluate_top
+    from regsweep.objective import setup_tensorflow
+
+    if dataset.has_test:
+        setup_tensorflow()
+        evaluate_top(study, dataset, k=keep_top)
+    return study
 
 
 def _pack_size(config: SweepSettings, space: SearchSpace, dataset: Dataset) -> int:
@@ -542,6 +552,10 @@ def _pack_size(config: SweepSettings, space: SearchSpace, dataset: Dataset) -> i
     if pack > 1 and config.repeats > 1:
         _logger.warning("packing disabled (--pack %s): repeats=%d trains each trial several times on its own",
                         config.pack, config.repeats)
+        return 1
+    if pack > 1 and dataset.folds:
+        _logger.warning("packing disabled (--pack %s): cross-validation trains each trial on %d folds on its own",
+                        config.pack, len(dataset.folds))
         return 1
     return pack
 

@@ -32,17 +32,20 @@ SPACE = SearchSpace(
 def data(args: argparse.Namespace) -> Dataset:
     from regsweep.datasets import load_reuters
 
-    return load_reuters(args.data, num_words=args.num_words)
+    return load_reuters(args.data, num_words=args.num_words, test=args.test)
 
 
 def data_from_path(path: str, args: argparse.Namespace) -> Dataset:
     from regsweep.datasets import load_reuters
 
-    return load_reuters(path, num_words=args.num_words)
+    return load_reuters(path, num_words=args.num_words, test=args.test)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-words", type=int, default=10000, help="vocabulary size (default: 10000)")
+    parser.add_argument("--test", action="store_true",
+                        help="hold out Keras's test split (2,246 newswires) and measure the top-K models on it "
+                             "after the sweep (test_loss, test_metric beside val_loss in the leaderboard)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

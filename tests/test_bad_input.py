@@ -62,9 +62,11 @@ def world(tmp_path, template) -> Path:
     np.savez(tmp_path / "val_shape.npz", x_train=np.zeros((50, 2)), y_train=np.zeros(50), x_val=np.zeros((10, 3)),
              y_val=np.zeros(10))
     (tmp_path / "garbage.npz").write_bytes(b"this is not a zip file")
-    (tmp_path / "negative_labels.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 3 - 1}\n" for i in range(30)))
-    (tmp_path / "nan.csv").write_text("a,b,y\n1,2,0\n3,,1\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(30)))
-    (tmp_path / "text.csv").write_text("a,b,y\n" + "".join(f"{i},word{i},{i % 2}\n" for i in range(30)))
+    # integer labels that are not ids (e.g. -1/0/1) are class names now; a single class is not a task
+    (tmp_path / "negative_labels.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},7\n" for i in range(30)))
+    # missing and text feature cells are fine now (imputed, one-hot); a missing label or an ambiguous target is not
+    (tmp_path / "nan.csv").write_text("a,b,y\n1,2,0\n3,4,\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(30)))
+    (tmp_path / "text.csv").write_text("a,b,y\n" + "".join(f"{i},word{i},{float(i % 3)}\n" for i in range(30)))
     (tmp_path / "one_column.csv").write_text("y\n" + "".join(f"{i % 2}\n" for i in range(30)))
     (tmp_path / "bad_reg.py").write_text(SPACE_FILE.format(space='regularizers=("none", "dropconnect")'))
     (tmp_path / "lam_reversed.py").write_text(SPACE_FILE.format(space="lam=(1e-1, 1e-6)"))
@@ -113,9 +115,9 @@ SWEEP_CASES = [
     ("data_label_count", ["--storage", NEW, *BASE, "--data", "{w}/mismatch.npz"], ["y", "49 labels for 50"]),
     ("data_val_features", ["--storage", NEW, *BASE, "--data", "{w}/val_shape.npz"], ["x_val", "feature shape"]),
     ("data_not_npz", ["--storage", NEW, *BASE, "--data", "{w}/garbage.npz"], ["npz", "cannot read"]),
-    ("labels_out_of_range", ["--storage", NEW, *BASE, "--data", "{w}/negative_labels.csv"], ["labels", "-1"]),
-    ("nan_in_data", ["--storage", NEW, *BASE, "--data", "{w}/nan.csv"], ["x", "NaN"]),
-    ("non_numeric_column", ["--storage", NEW, *BASE, "--data", "{w}/text.csv"], ["'b'", "not numeric"]),
+    ("single_class_labels", ["--storage", NEW, *BASE, "--data", "{w}/negative_labels.csv"], ["only one class", "7"]),
+    ("missing_label", ["--storage", NEW, *BASE, "--data", "{w}/nan.csv"], ["'y'", "missing value"]),
+    ("ambiguous_target", ["--storage", NEW, *BASE, "--data", "{w}/text.csv"], ["target 'y': float target", "ambiguous", "--task"]),
     ("single_column_csv", ["--storage", NEW, *BASE, "--data", "{w}/one_column.csv"], ["csv", "column"]),
     ("too_few_samples", ["--storage", NEW, *BASE, "--n", "5"], ["n:", "5"]),
     ("negative_noise", ["--storage", NEW, *BASE, "--noise", "-1"], ["noise", "-1"]),

@@ -48,6 +48,14 @@ def test_reuters_subset_is_multi_hot_with_46_topics_and_a_validation_split_from_
         assert np.flatnonzero(row).tolist() == sorted(set(sequence))
 
 
+def test_reuters_test_split_is_keras_test_part_held_out_and_rebuilt(small):
+    data = load_reuters(SMALL_REUTERS, num_words=500, test=True)
+    (_, _), (x_test, y_test) = reuters_sequences(SMALL_REUTERS, num_words=500)
+    assert data.has_test and data.x_test.shape == (120, 500) and not small.has_test
+    np.testing.assert_array_equal(data.y_test, y_test)
+    assert data.source["test"] is True and load_dataset(data.source).fingerprint() == data.fingerprint()
+
+
 def test_num_words_caps_the_vocabulary_with_keras_oov_index():
     data = load_reuters(SMALL_REUTERS, num_words=500, val_size=100)
     assert data.input_shape == (500,) and len(data.x_val) == 100

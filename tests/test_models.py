@@ -72,7 +72,8 @@ def test_train_records_curves_and_best_epoch():
     assert result.epochs == 4 and len(result.val_curve) == 4 and len(result.train_curve) == 4
     assert result.val_loss == min(result.val_curve)
     assert result.val_curve[result.best_epoch - 1] == result.val_loss
-    assert result.train_loss == result.train_curve[result.best_epoch - 1]
+    assert result.train_loss_dropout == result.train_curve[result.best_epoch - 1]
+    assert result.gap == pytest.approx(result.val_loss - result.train_loss)
     assert 0 <= result.val_metric <= 1 and result.n_params > 0 and result.weight_l2 > 0
 
 

@@ -129,7 +129,8 @@ def test_leaderboard_has_front_ranks_sorted_by_front_then_loss(sqlite_url):
 def test_single_objective_leaderboard_is_unchanged(sqlite_url):
     board = leaderboard(make_study(sqlite_url, "single", objectives=("val_loss",)))
     assert "front" not in board.columns and "pareto" not in board.columns
-    assert list(board["trial"]) == [4, 1, 3, 0, 2, 5]  # by val_loss, the pruned trial's included as before
+    # complete trials by val_loss, then the pruned one (rank 1 is the best trial, never a pruned one)
+    assert list(board["trial"]) == [1, 3, 0, 2, 5, 4]
     assert "on_front" not in regularizer_summary(board).columns
 
 
