@@ -90,6 +90,9 @@ def dask_worker_loop(job: WorkerJob, stop_name: str, threads_from_worker: bool =
     from distributed import Event, get_worker
 
     from regsweep.runner import worker_loop
+    from regsweep.storage import redact_logs
+
+    redact_logs("distributed")  # the Dask worker's log handlers never show a storage password
 
     if threads_from_worker:
         nthreads = max(1, int(get_worker().state.nthreads))

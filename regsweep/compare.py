@@ -59,19 +59,34 @@ def _summary(result: TrainResult) -> dict[str, Any]:
 
 
 def train_models(configs: dict[str, TrialConfig], dataset: Dataset, *, seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Train each config once (Keras seed ``seed``) and return name -> summary with its curves."""
+    """Train each config once (Keras seed ``seed``) and return name -> summary with its curves.
+
+    With a test split, each model (its best-epoch weights) is also measured once on the test
+    rows: ``test_loss`` and ``test_accuracy``, never used to pick anything.
+    """
     from regsweep.objective import free_keras_memory, train_config
 
     results = {}
     for name, config in configs.items():
         try:
-            result = train_config(config, dataset, seed=seed)
+            result = train_config(config, dataset, seed=seed, keep_model=dataset.has_test)
+            results[name] = {**_summary(result), **(_test_figures(result.model, dataset) if dataset.has_test else {})}
         finally:
             free_keras_memory()
-        results[name] = _summary(result)
         _logger.info("%s: val_loss %.4f, val_accuracy %.3f at epoch %d", name, result.val_loss, result.val_metric,
                      result.best_epoch)
     return results
+
+
+def _test_figures(model: Any, dataset: Dataset) -> dict[str, float]:
+    """Test data loss (inference mode, no penalty) and accuracy of a trained model."""
+    import numpy as np
+
+    from regsweep.objective import inference_loss
+
+    predicted = np.asarray(model.predict(dataset.x_test, batch_size=4096, verbose=0)).argmax(axis=1)
+    return {"test_loss": inference_loss(model, dataset.x_test, dataset.y_test, dataset.loss),
+            "test_accuracy": float(np.mean(predicted == np.asarray(dataset.y_test).reshape(-1)))}
 
 
 def _cache_key(configs: dict[str, TrialConfig], dataset: Dataset, seed: int) -> dict[str, Any]:
@@ -100,7 +115,8 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per model: best-epoch val loss/accuracy (the sweep's definition) and the 20th epoch's."""
     import pandas as pd
 
-    rows = [{"model": name, "val_loss": r["val_loss"], "val_accuracy": r["val_metric"], "best_epoch": r["best_epoch"],
+    rows = [{"model": name, "val_loss": r["val_loss"], "val_accuracy": r["val_metric"],
+             **{k: r[k] for k in ("test_loss", "test_accuracy") if k in r}, "best_epoch": r["best_epoch"],
              "final_val_loss": r["val_curve"][-1], "final_val_accuracy": r["val_metric_curve"][-1],
              "n_params": r["n_params"]} for name, r in results.items()]
     return pd.DataFrame(rows).sort_values(["val_loss", "model"], kind="stable").reset_index(drop=True)
@@ -141,7 +157,9 @@ def gain_table(study: optuna.Study, results: dict[str, dict[str, Any]]) -> pd.Da
     import pandas as pd
 
     best = _best_trial_row(study)
-    hand = comparison_table(results)[["model", "val_loss", "val_accuracy", "best_epoch", "n_params"]]
+    hand = comparison_table(results)
+    hand = hand[[c for c in ("model", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "best_epoch",
+                             "n_params") if c in hand.columns]]
     table = pd.concat([pd.DataFrame([best]), hand], ignore_index=True)
     table["loss_gain"] = table["val_loss"] - best["val_loss"]
     table["loss_gain_pct"] = 100 * table["loss_gain"] / table["val_loss"]
@@ -210,6 +228,9 @@ def compare_main(argv: Any = None, *, prog: str = "python -m sweeps.reuters_comp
     parser.add_argument("--out", default=None, help=f"folder for the figure and tables (default: studies/{study}/)")
     parser.add_argument("--seed", type=int, default=0, help="Keras seed of every model (default: 0)")
     parser.add_argument("--retrain", action="store_true", help="train again even if hand_picked.json matches")
+    parser.add_argument("--test", action="store_true",
+                        help="hold out Keras's test split (2,246 newswires) and measure each model on it once "
+                             "(test_loss, test_accuracy beside the validation figures)")
     _add_verbosity(parser)
 
     def run(args: Any) -> int:
@@ -218,7 +239,7 @@ def compare_main(argv: Any = None, *, prog: str = "python -m sweeps.reuters_comp
 
         setup_tensorflow()
         out = Path(args.out) if args.out else Path("studies") / study
-        dataset = load_reuters(args.data)
+        dataset = load_reuters(args.data, test=args.test)
         results = hand_picked_results(dataset, out, seed=args.seed, reuse=not args.retrain)
         data = dataset.describe()
         title = (f"Reuters ({data['n_train']} train / {data['n_val']} validation newswires): "

@@ -70,9 +70,11 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def redact_logs() -> None:
-    """Add :class:`RedactSecrets` to the root logger's handlers (call after configuring logging)."""
-    for handler in logging.getLogger().handlers:
+def redact_logs(*loggers: str) -> None:
+    """Add :class:`RedactSecrets` to the handlers of the root logger (and of ``loggers``, e.g.
+    ``distributed``, which has its own); call after configuring logging."""
+    handlers = [h for name in ("", *loggers) for h in logging.getLogger(name or None).handlers]
+    for handler in handlers:
         if not any(isinstance(f, RedactSecrets) for f in handler.filters):
             handler.addFilter(RedactSecrets())
 

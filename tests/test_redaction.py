@@ -110,3 +110,23 @@ def test_a_real_sweep_with_a_password_url_leaks_it_nowhere(postgres_url, tmp_pat
                            [t.user_attrs for t in study.trials],
                            [t.system_attrs for t in study.trials]], default=str)
     assert PASSWORD not in recorded
+
+
+def test_redact_logs_also_covers_loggers_with_their_own_handlers():
+    """Dask's ``distributed`` logger has its own handlers; a worker redacts them too."""
+    import io
+    import logging
+
+    from regsweep.storage import redact_logs
+
+    stream = io.StringIO()
+    logger = logging.getLogger("regsweep_test_own_handlers")
+    logger.propagate = False
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    try:
+        redact_logs("regsweep_test_own_handlers")
+        logger.warning("cannot reach postgresql://me:TopSecret9@db/sweeps")
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().strip() == "cannot reach postgresql://me:***@db/sweeps"

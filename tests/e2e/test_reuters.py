@@ -22,7 +22,7 @@ def test_comparison_then_sweep_with_the_gain_table(tmp_path, sqlite_url, capsys)
     from sweeps.reuters import main as reuters_main
 
     out = tmp_path / "out"
-    assert compare_main(["--data", str(SMALL_REUTERS), "--out", str(out), "-q"]) == 0
+    assert compare_main(["--data", str(SMALL_REUTERS), "--out", str(out), "--test", "-q"]) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in NOTES_MODELS)
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -32,10 +32,11 @@ def test_comparison_then_sweep_with_the_gain_table(tmp_path, sqlite_url, capsys)
         assert len(result["val_curve"]) == len(result["val_metric_curve"]) == 20
         assert result["val_loss"] == min(result["val_curve"])
         assert result["n_params"] == 10000 * 64 + 64 + 64 * 64 + 64 + 64 * 46 + 46
+        assert 0 < result["test_loss"] and 0 <= result["test_accuracy"] <= 1  # Keras's 120 test newswires
     written = (out / RESULTS_FILE).stat().st_mtime_ns
 
     argv = ["--data", str(SMALL_REUTERS), "--storage", sqlite_url, "--out", str(out), "--trials", "3",
-            "--workers", "2", "--no-plots", "--no-progress", "--pruner", "none", "-q"]
+            "--workers", "2", "--no-plots", "--no-progress", "--pruner", "none", "--test", "-q"]
     assert reuters_main(argv) == 0
     printed = capsys.readouterr().out
     study = optuna.load_study(study_name="reuters", storage=sqlite_url)
@@ -49,3 +50,6 @@ def test_comparison_then_sweep_with_the_gain_table(tmp_path, sqlite_url, capsys)
     assert "loss_gain" in printed and "sweep best (trial" in printed
     best = min(t.value for t in study.trials if t.value is not None)
     assert f"{best:.4g}" in gain
+    header = gain.splitlines()[0]  # test figures beside validation ones, for the sweep's best and each model
+    assert "test_loss" in header and "test_accuracy" in header
+    assert all(line.count("|") == header.count("|") and " nan " not in line for line in gain.splitlines()[2:])
