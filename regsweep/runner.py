@@ -54,7 +54,8 @@ class SweepSettings:
         study: study name. storage: Optuna storage URL (default ``sqlite:///studies/<study>.db``).
         trials: finished trials (complete + pruned) the study must end with, in total.
         workers: worker processes; each caps TensorFlow at ``cores // workers`` threads.
-        seed: base seed for the sampler (worker i uses ``seed + i``) and for Keras (``seed + trial``).
+        seed: base seed of the samplers (each sampler start derives its own, see
+            :func:`sampler_seed`) and of Keras (``seed + trial``).
         out: folder for plots and exports (default: ``studies/<study>/``).
         pruner: ``median`` (default), ``hyperband`` or ``none``.
         sampler: ``tpe`` (default, also for several objectives), ``random`` or ``nsga2`` (NSGA-II).
