@@ -103,7 +103,7 @@ def save_learning_curve(study: optuna.Study, trial: optuna.Trial, train_curve: l
     """Draw the trial's train/validation loss per epoch and upload it as a trial artifact."""
     from optuna.artifacts import upload_artifact
 
-    from regsweep.plots import plot_trial_curve
+    from regsweep.trial_curve import plot_trial_curve
 
     store = store or artifact_store(study)
     with tempfile.TemporaryDirectory(prefix="regsweep-") as tmp:
