@@ -100,7 +100,7 @@ def _run_baseline(args: argparse.Namespace) -> dict:
 def _child(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.mode == "baseline":
-        from regsweep.objective import setup_tensorflow
+        from regsweep.runtime import setup_tensorflow
 
         setup_tensorflow(None)
         result = _run_baseline(args)

@@ -295,7 +295,7 @@ def load_best_model(study: optuna.Study, *, trial_number: int | None = None,
 
     import regsweep.keras_layers  # noqa: F401  (registers the preprocessing layers of tabular models)
 
-    from regsweep.data import TASK_LOSSES
+    from regsweep.arrays import TASK_LOSSES
     from regsweep.models import task_metrics
     from regsweep.storage import study_meta
 

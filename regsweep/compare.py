@@ -235,7 +235,7 @@ def compare_main(argv: Any = None, *, prog: str = "python -m sweeps.reuters_comp
 
     def run(args: Any) -> int:
         from regsweep.datasets import load_reuters
-        from regsweep.objective import setup_tensorflow
+        from regsweep.runtime import setup_tensorflow
 
         setup_tensorflow()
         out = Path(args.out) if args.out else Path("studies") / study

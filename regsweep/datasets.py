@@ -1,8 +1,8 @@
 """Domain datasets: Reuters newswire topics (multi-hot text) and scikit-learn's 8x8 digits (images).
 
-Both register themselves with :func:`regsweep.data.register_loader` on import, so a worker
-rebuilds them from a study's recorded ``source`` (``{"kind": "reuters", ...}``) without
-pickled arrays. No function here touches the network.
+:func:`regsweep.data.load_dataset` knows both kinds, so a worker rebuilds them from a study's
+recorded ``source`` (``{"kind": "reuters", ...}``) without pickled arrays. No function here
+touches the network.
 
 Example:
     >>> data = load_reuters("tests/data/reuters_small.npz")  # doctest: +SKIP
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from regsweep.data import Dataset, from_arrays, register_loader
+from regsweep.arrays import Dataset, from_arrays
 from regsweep.errors import DataError
 
 _logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def reuters_sequences(path: str | Path | None = None, *, num_words: int = 10000)
                         f"keras.datasets.reuters reads it (e.g. {str(SHARED_REUTERS)!r})")
     if isinstance(num_words, bool) or not isinstance(num_words, int) or num_words < 4:
         raise DataError(f"num_words: got {num_words!r}; allowed: an int >= 4")
-    from regsweep.objective import setup_tensorflow
+    from regsweep.runtime import setup_tensorflow
 
     setup_tensorflow()
     import keras
@@ -149,6 +149,3 @@ def load_digits(*, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
     return from_arrays(images, bunch.target, val_fraction=val_fraction, seed=seed, task="multiclass",
                        n_classes=10, name="digits", source=source)
 
-
-register_loader("reuters", load_reuters)
-register_loader("digits", load_digits)

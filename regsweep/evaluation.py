@@ -26,7 +26,7 @@ import numpy as np
 if TYPE_CHECKING:
     import optuna
 
-    from regsweep.data import Dataset
+    from regsweep.arrays import Dataset
 
 _logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import keras
 
-    from regsweep.data import Dataset
+    from regsweep.arrays import Dataset
     from regsweep.space import TrialConfig
 
 

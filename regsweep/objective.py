@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from regsweep.runtime import setup_tensorflow, tensorflow_threads  # noqa: F401  (re-exported: older import path)
 from regsweep.space import SearchSpace, TrialConfig, suggest
 from regsweep.stopping import StopRequest, keras_stop_callback
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import keras
     import optuna
 
-    from regsweep.data import Dataset
+    from regsweep.arrays import Dataset
 
 _logger = logging.getLogger(__name__)
 
@@ -77,38 +77,6 @@ class TrainResult:
             "val_curve": self.val_curve, "train_curve": self.train_curve,
             "val_metric_curve": self.val_metric_curve, "train_seconds": self.duration, **self.extra,
         }
-
-
-def setup_tensorflow(threads: int | None = None) -> None:
-    """Quiet TensorFlow's logs and cap its thread pools; call before the first TF import.
-
-    Args:
-        threads: intra-op threads per process (inter-op gets 1 when capped); ``None`` keeps TF's default.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if threads is not None:
-        for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-            os.environ[name] = str(threads)
-        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    import tensorflow as tf
-
-    # Every trial traces a new model; TF's "triggered tf.function retracing" warning is expected.
-    tf.get_logger().setLevel(logging.ERROR)
-    if threads is not None:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # TF already initialised: the environment variables applied
-            pass
-
-
-def tensorflow_threads() -> dict[str, int]:
-    """The thread caps TensorFlow runs with in this process (0 means TF's default)."""
-    import tensorflow as tf
-
-    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
 # One entry: (dataset, train tensors, validation batches). Holding the dataset itself keeps its

@@ -1,7 +1,9 @@
-"""What this process may use of the machine, and how it starts others."""
+"""What this process may use of the machine (cores, TensorFlow threads), and how it starts others."""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,3 +49,35 @@ def main_script_hidden() -> Iterator[None]:
                     delattr(main, name)
             else:
                 setattr(main, name, value)
+
+
+def setup_tensorflow(threads: int | None = None) -> None:
+    """Quiet TensorFlow's logs and cap its thread pools; call before the first TF import.
+
+    Args:
+        threads: intra-op threads per process (inter-op gets 1 when capped); ``None`` keeps TF's default.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if threads is not None:
+        for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(threads)
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    import tensorflow as tf
+
+    # Every trial traces a new model; TF's "triggered tf.function retracing" warning is expected.
+    tf.get_logger().setLevel(logging.ERROR)
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TF already initialised: the environment variables applied
+            pass
+
+
+def tensorflow_threads() -> dict[str, int]:
+    """The thread caps TensorFlow runs with in this process (0 means TF's default)."""
+    import tensorflow as tf
+
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
