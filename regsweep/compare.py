@@ -169,9 +169,9 @@ def gain_table(study: optuna.Study, results: dict[str, dict[str, Any]]) -> pd.Da
 
 def plot_curves(results: dict[str, dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
     """Overlaid validation loss and validation accuracy per epoch of each model (the notes' figure)."""
-    from regsweep.plots import _pyplot
+    from regsweep.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     markers = "os^v*Dxp"
     for i, (name, r) in enumerate(results.items()):
@@ -220,9 +220,9 @@ def report_gain(study: optuna.Study, dataset: Dataset, out_dir: str | Path, *, s
 def compare_main(argv: Any = None, *, prog: str = "python -m sweeps.reuters_compare", description: str | None = None,
                  study: str = "reuters") -> int:
     """CLI of the Reuters comparison: train the notes' five models, write the figure and the table."""
-    from regsweep.cli import _add_verbosity, _guarded, _Parser
+    from regsweep.cli_support import Parser, add_verbosity, guarded
 
-    parser = _Parser(prog=prog, description=description)
+    parser = Parser(prog=prog, description=description)
     parser.add_argument("--data", default=None,
                         help="a reuters.npz (default: ../shared/data/reuters.npz when present, else the shipped subset)")
     parser.add_argument("--out", default=None, help=f"folder for the figure and tables (default: studies/{study}/)")
@@ -231,7 +231,7 @@ def compare_main(argv: Any = None, *, prog: str = "python -m sweeps.reuters_comp
     parser.add_argument("--test", action="store_true",
                         help="hold out Keras's test split (2,246 newswires) and measure each model on it once "
                              "(test_loss, test_accuracy beside the validation figures)")
-    _add_verbosity(parser)
+    add_verbosity(parser)
 
     def run(args: Any) -> int:
         from regsweep.datasets import load_reuters
@@ -249,7 +249,7 @@ def compare_main(argv: Any = None, *, prog: str = "python -m sweeps.reuters_comp
         print("\nWrote " + ", ".join(str(p) for p in [*paths, out / RESULTS_FILE]))
         return 0
 
-    return _guarded(parser, argv, run)
+    return guarded(parser, argv, run)
 
 
 def print_gain(study: optuna.Study, dataset: Dataset, out_dir: Path, args: Any = None) -> None:

@@ -31,7 +31,8 @@ REGULARIZER_COLORS = {"none": "#4d4d4d", "l1": "#1b9e77", "l2": "#d95f02", "l1_l
 FORMATS = ("png", "svg")
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,12 +49,12 @@ def _save(fig: Any, out_dir: str | Path, stem: str, formats: tuple[str, ...]) ->
         path = folder / f"{stem}.{fmt}"
         fig.savefig(path, dpi=110, bbox_inches="tight")
         paths.append(path)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return paths
 
 
 def _empty_figure(title: str, message: str) -> Any:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.set_title(title)
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, transform=ax.transAxes)
@@ -122,7 +123,7 @@ def plot_complexity(study: optuna.Study, out_dir: str | Path, *, formats: tuple[
         return _save(_empty_figure(title, _no_trials_message(study)), out_dir, "complexity", formats)
     board = board.assign(weight_l2=[t.user_attrs.get("weight_l2") for t in _trials_by_number(study, board["trial"])])
     best_number = _best_number(study, board)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
     _complexity_panel(axes[0], board, "n_params", "trainable parameters (log scale)", log=True, best_number=best_number)
     _complexity_panel(axes[1], board, "weight_l2", "‖W‖₂: L2 norm of all final Dense kernels", log=False,
@@ -214,7 +215,7 @@ def plot_learning_curves(study: optuna.Study, out_dir: str | Path, *, top: int =
     best_trials, kind_trials = _curve_trials(study, board, top)
     if not best_trials:
         return _save(_empty_figure(title, "no trial recorded learning curves"), out_dir, "learning_curves", formats)
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
     palette = plt.get_cmap("tab10").colors
     _draw_curves(axes[0], best_trials, [palette[i % 10] for i in range(len(best_trials))])
@@ -234,7 +235,7 @@ def plot_history(study: optuna.Study, out_dir: str | Path, *, formats: tuple[str
     board = leaderboard(study, sort_by="trial")
     if board.empty:
         return _save(_empty_figure(title, _no_trials_message(study)), out_dir, "history", formats)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 5))
     for kind, color in REGULARIZER_COLORS.items():
         rows = board[board["regularizer"] == kind]
@@ -287,7 +288,7 @@ def plot_importances(study: optuna.Study, out_dir: str | Path, *, formats: tuple
     if not importances:
         message = "needs at least 2 complete trials with varying parameters"
         return _save(_empty_figure(title, message), out_dir, "importances", formats)
-    plt = _pyplot()
+    plt = pyplot()
     names = list(importances)[::-1]
     values = [importances[n] for n in names]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.8))

@@ -230,10 +230,11 @@ def test_options_that_cannot_share_a_pack_are_refused_or_disable_packing(tiny_ri
 
 
 def test_cli_pack_flag(capsys):
-    from regsweep.cli import _Parser, add_sweep_args, sweep_settings
+    from regsweep.cli import add_sweep_args, sweep_settings
+    from regsweep.cli_support import Parser
     from sweeps.rings import main
 
-    parser = _Parser(prog="t")
+    parser = Parser(prog="t")
     add_sweep_args(parser, study="t", trials=3)
     assert sweep_settings(parser.parse_args(["--pack", "auto"]))["pack"] == "auto"
     assert sweep_settings(parser.parse_args(["--pack", "8"]))["pack"] == 8

@@ -70,7 +70,7 @@ def test_cli_errors_and_verbose_logs_never_show_the_password(tmp_path, command):
 
 
 def test_log_records_of_any_library_are_redacted(tmp_path):
-    code = ("import logging; from regsweep import cli; cli._setup_logging(0); "
+    code = ("import logging; from regsweep.cli_support import setup_logging; setup_logging(0); "
             f"logging.getLogger('sqlalchemy.engine').warning('connecting to %s', 'postgresql://u:{SECRET}@h/db')")
     done = _run(["-c", code], tmp_path)
     assert done.returncode == 0, done.stderr
