@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import optuna
 
     from regsweep.data import Dataset
+    from regsweep.settings import SweepSettings
     from regsweep.space import SearchSpace
 
 _logger = logging.getLogger("regsweep")
@@ -112,20 +113,18 @@ def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) 
     _add_verbosity(parser)
 
 
-def sweep_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :func:`regsweep.run_sweep` keyword arguments given by the common sweep flags."""
-    from regsweep.runner import default_workers
+def sweep_settings(args: argparse.Namespace) -> SweepSettings:
+    """The sweep's settings given by the common sweep flags (flags named like the settings)."""
+    from regsweep.settings import SweepSettings, default_workers, given_settings
 
-    workers = args.workers if args.workers is not None else default_workers()
-    return {"study": args.study, "storage": args.storage, "trials": args.trials, "workers": workers,
-            "seed": args.seed, "out": args.out, "pruner": args.pruner, "sampler": args.sampler,
-            "progress": args.progress, "repeats": getattr(args, "repeats", 1), "keep_top": getattr(args, "keep_top", 3),
-            "backend": getattr(args, "backend", "local"), "scheduler": getattr(args, "scheduler", None),
-            "pack": getattr(args, "pack", 1), "objectives": tuple(getattr(args, "objectives", ["val_loss"]))}
+    given = given_settings(args)
+    if "workers" not in given:
+        given["workers"] = default_workers()
+    return SweepSettings.from_dict(given)
 
 
 def _pack_value(text: str) -> int | str:
-    from regsweep.packing import check_pack
+    from regsweep.settings import check_pack
 
     try:
         return check_pack(text)
@@ -200,11 +199,11 @@ def sweep_main(name: str, space: SearchSpace, data: Callable[[argparse.Namespace
 
     def run(args: argparse.Namespace) -> int:
         from regsweep.data import from_csv, from_npz
-        from regsweep.runner import SweepSettings, run_sweep
+        from regsweep.runner import run_sweep
 
         if getattr(args, "worker_only", False):
             return _join(args)
-        settings = SweepSettings(**sweep_settings(args))
+        settings = sweep_settings(args)
         if args.data and data_from_path is not None:
             dataset = data_from_path(args.data, args)
         elif args.data:
@@ -312,16 +311,13 @@ def _import_sweep(target: str) -> Any:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from regsweep.runner import resume_sweep, SweepSettings
+    from regsweep.runner import resume_sweep
+    from regsweep.settings import SweepSettings, given_settings
     from regsweep.storage import default_storage_url
 
-    settings: dict[str, Any] = {"workers": args.workers, "progress": args.progress, "pack": getattr(args, "pack", 1),
-                                "backend": args.backend, "scheduler": args.scheduler}
-    if args.trials is not None:
-        settings["trials"] = args.trials
     out = SweepSettings(study=args.study, storage=args.storage).out_dir
     with flush_on_interrupt(args.storage or default_storage_url(args.study), args.study, out):
-        study = resume_sweep(study=args.study, storage=args.storage, **settings)
+        study = resume_sweep(**given_settings(args))
     finish_sweep(study, out, plots=not args.no_plots)
     return 0
 
@@ -448,7 +444,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 def _join(args: argparse.Namespace) -> int:
     """``regsweep worker`` and ``--worker-only``: join a study and train until it reaches its total."""
-    from regsweep.runner import default_workers, join_sweep
+    from regsweep.runner import join_sweep
+    from regsweep.settings import default_workers
     from regsweep.storage import count_states, study_meta
 
     workers = args.workers if args.workers is not None else default_workers()
