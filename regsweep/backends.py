@@ -83,6 +83,14 @@ def dask_tf_threads(cores: int, processes_on_host: int) -> int:
     return max(1, cores // max(1, processes_on_host))
 
 
+def worker_tf_threads(processes_on_hosts: dict[str, int]) -> int:
+    """On a Dask worker: its TensorFlow threads, from :func:`processes_per_host` as the parent saw it
+    (a worker the parent did not see counts as alone on its host)."""
+    from distributed import get_worker
+
+    return dask_tf_threads(usable_cores(), processes_on_hosts.get(get_worker().address, 1))
+
+
 # -- on the Dask worker ------------------------------------------------------------------------------
 def dask_worker_loop(job: WorkerJob, stop_name: str, processes_on_hosts: dict[str, int] | None = None) -> int:
     """The Dask task: run :func:`~regsweep.workers.worker_loop` until the study has its total.
@@ -94,13 +102,12 @@ def dask_worker_loop(job: WorkerJob, stop_name: str, processes_on_hosts: dict[st
     divided by the Dask worker processes on this host (:func:`dask_tf_threads`). Returns the
     number of trials this task ran (0 if it was stopped now).
     """
-    from distributed import Event, get_worker
+    from distributed import Event
 
     redact_logs("distributed")  # the Dask worker's log handlers never show a storage password
 
     if processes_on_hosts is not None:
-        processes = processes_on_hosts.get(get_worker().address, 1)
-        job = replace(job, threads=dask_tf_threads(usable_cores(), processes))
+        job = replace(job, threads=worker_tf_threads(processes_on_hosts))
     stop = StopRequest(soft=Event(stop_name))
     done = threading.Event()
 
