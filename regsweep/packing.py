@@ -109,7 +109,7 @@ def pack_size(settings: SweepSettings, space: SearchSpace, dataset: Dataset) -> 
     return pack
 
 
-# -- the runner's side ----------------------------------------------------------------------------------
+# -- in a worker: running a claimed pack --------------------------------------------------------------
 def _save_artifacts(study: optuna.Study, trial: optuna.trial.Trial, outcome: PackOutcome, keep_top: int) -> None:
     """The learning curve (and the model, if it enters the top ``keep_top``), as for an unpacked
     trial; an artifact problem never loses the trial's result."""
