@@ -3,10 +3,10 @@
 ``--backend dask`` alone starts a ``LocalCluster`` of ``--workers`` worker processes on
 this machine; ``--backend dask --scheduler tcp://HOST:PORT`` uses a running cluster
 (``dask scheduler`` plus ``dask worker`` processes on any hosts). Each Dask task runs
-:func:`regsweep.runner.worker_loop` against the study's storage, so the storage must be
+:func:`regsweep.workers.worker_loop` against the study's storage, so the storage must be
 reachable from every worker: PostgreSQL for many hosts, SQLite only when all workers share
 this machine's file system. Totals stay exact because workers claim trials through the
-storage (see :func:`regsweep.runner.claim_trials`), not through Dask.
+storage (see :func:`regsweep.lifecycle.claim_trials`), not through Dask.
 
 Example:
     >>> from regsweep import SearchSpace, run_sweep
@@ -19,25 +19,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regsweep.errors import MissingDependencyError, RegsweepError, SettingsError
+from regsweep.errors import MissingDependencyError, RegsweepError
 from regsweep.runtime import main_script_hidden, usable_cores
+from regsweep.settings import WorkerJob
 from regsweep.stopping import SignalState, StopRequest, TrialInterrupted, interrupted
-from regsweep.storage import sqlite_path
+from regsweep.storage import redact_logs, sqlite_path
+from regsweep.workers import should_restart_worker, worker_loop
 
 if TYPE_CHECKING:
-    from regsweep.runner import WorkerJob, SweepProgress
+    from regsweep.progress import SweepProgress
 
 _logger = logging.getLogger(__name__)
 
-_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss)://[^\s:/]+:\d{1,5}$")
 CONNECT_TIMEOUT = 10
 WORKERS_TIMEOUT = 60
 POLL_SECONDS = 1.0
@@ -45,16 +46,6 @@ POLL_SECONDS = 1.0
 
 class DaskBackendError(RegsweepError, RuntimeError):
     """The Dask cluster cannot run the sweep (unreachable scheduler, no workers, crashing tasks)."""
-
-
-def check_scheduler_address(address: Any, backend: str = "dask") -> str:
-    """A scheduler address is ``tcp://HOST:PORT`` (or tls/ucx/ws/wss) and needs ``backend='dask'``."""
-    if backend != "dask":
-        raise SettingsError(f"scheduler: got {address!r} with backend {backend!r}; allowed: only with backend "
-                            "'dask' (--backend dask --scheduler tcp://HOST:PORT)")
-    if not isinstance(address, str) or not _ADDRESS.match(address):
-        raise SettingsError(f"scheduler: got {address!r}; allowed: an address like tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
-    return address
 
 
 def import_distributed() -> Any:
@@ -77,26 +68,46 @@ def shared_storage_url(url: str) -> str:
     return f"sqlite:///{Path(path).resolve()}" + (f"?{query}" if query else "")
 
 
+# -- TensorFlow threads on Dask workers -------------------------------------------------------------------
+def processes_per_host(workers: dict[str, Any]) -> dict[str, int]:
+    """For each Dask worker (address -> its ``scheduler_info()["workers"]`` entry), how many
+    worker processes share its host (``dask worker --nworkers N`` starts N on one host)."""
+    hosts = Counter(info.get("host") for info in workers.values())
+    return {address: hosts[info.get("host")] for address, info in workers.items()}
+
+
+def dask_tf_threads(cores: int, processes_on_host: int) -> int:
+    """TensorFlow intra-op threads of one Dask worker process: its host's cores shared out among
+    the worker processes on that host. TensorFlow's thread pool belongs to the process, so the
+    Dask threads of one process share it: ``--nworkers 4 --nthreads 1`` on 8 cores gives 2 each."""
+    return max(1, cores // max(1, processes_on_host))
+
+
+def worker_tf_threads(processes_on_hosts: dict[str, int]) -> int:
+    """On a Dask worker: its TensorFlow threads, from :func:`processes_per_host` as the parent saw it
+    (a worker the parent did not see counts as alone on its host)."""
+    from distributed import get_worker
+
+    return dask_tf_threads(usable_cores(), processes_on_hosts.get(get_worker().address, 1))
+
+
 # -- on the Dask worker ------------------------------------------------------------------------------
-def dask_worker_loop(job: WorkerJob, stop_name: str, threads_from_worker: bool = False) -> int:
-    """The Dask task: run :func:`~regsweep.runner.worker_loop` until the study has its total.
+def dask_worker_loop(job: WorkerJob, stop_name: str, processes_on_hosts: dict[str, int] | None = None) -> int:
+    """The Dask task: run :func:`~regsweep.workers.worker_loop` until the study has its total.
 
     ``stop_name`` names two ``distributed.Event``s the parent sets: ``stop_name`` to stop
     handing out trials, ``stop_name + "-now"`` to abandon the running trial (a watcher thread
     turns it into this task's stop-now flag, checked between batches). With
-    ``threads_from_worker``, TensorFlow gets this machine's cores divided by the Dask worker's
-    threads. Returns the number of trials this task ran (0 if it was stopped now).
+    ``processes_on_hosts`` (see :func:`processes_per_host`), TensorFlow gets this machine's cores
+    divided by the Dask worker processes on this host (:func:`dask_tf_threads`). Returns the
+    number of trials this task ran (0 if it was stopped now).
     """
-    from distributed import Event, get_worker
-
-    from regsweep.runner import worker_loop
-    from regsweep.storage import redact_logs
+    from distributed import Event
 
     redact_logs("distributed")  # the Dask worker's log handlers never show a storage password
 
-    if threads_from_worker:
-        nthreads = max(1, int(get_worker().state.nthreads))
-        job = replace(job, threads=max(1, usable_cores() // nthreads))
+    if processes_on_hosts is not None:
+        job = replace(job, threads=worker_tf_threads(processes_on_hosts))
     stop = StopRequest(soft=Event(stop_name))
     done = threading.Event()
 
@@ -161,7 +172,8 @@ def run_dask(job: WorkerJob, *, workers: int, scheduler: str | None, progress: S
     if scheduler is not None and sqlite_path(job.storage_url) is not None:
         _logger.warning("dask: the study is in SQLite; this works only if every Dask worker shares this "
                         "machine's file system (use PostgreSQL for workers on other hosts)")
-    job = replace(job, storage_url=shared_storage_url(job.storage_url), parallel=True)
+    settings = replace(job.settings, storage=shared_storage_url(job.storage_url))
+    job = replace(job, settings=settings, parallel=True)
     with dask_client(scheduler, workers) as client:
         loops = workers if scheduler is None else max(1, sum(client.nthreads().values()))
         _logger.info("dask: running %d worker loops for study %s", loops, job.study_name)
@@ -182,7 +194,8 @@ class _TaskPool:
     def submit(self) -> Any:
         worker_job = replace(self.job, index=self.job.index + self.submitted)
         self.submitted += 1
-        return self.client.submit(dask_worker_loop, worker_job, self.stop.name, self.threads_from_worker,
+        hosts = processes_per_host(self.client.scheduler_info()["workers"]) if self.threads_from_worker else None
+        return self.client.submit(dask_worker_loop, worker_job, self.stop.name, hosts,
                                   key=f"regsweep-{self.job.study_name}-{uuid.uuid4().hex[:12]}", pure=False)
 
     def run(self, loops: int, progress: SweepProgress) -> None:
@@ -215,8 +228,6 @@ class _TaskPool:
 
     def _collect(self, futures: list[Any], loops: int, progress: SweepProgress, *, stopping: bool) -> list[Any]:
         """Drop finished tasks; start new ones while the study is short of its total."""
-        from regsweep.runner import should_restart_worker
-
         running = [f for f in futures if not f.done()]
         for future in (f for f in futures if f.done()):
             if future.status != "finished":

@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from regsweep import __version__
 from regsweep.cli_support import (
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import optuna
 
     from regsweep.data import Dataset
+    from regsweep.settings import SweepSettings
     from regsweep.space import SearchSpace
 
 
@@ -68,20 +69,18 @@ def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) 
     add_verbosity(parser)
 
 
-def sweep_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :func:`regsweep.run_sweep` keyword arguments given by the common sweep flags."""
-    from regsweep.runner import default_workers
+def sweep_settings(args: argparse.Namespace) -> SweepSettings:
+    """The sweep's settings given by the common sweep flags (flags named like the settings)."""
+    from regsweep.settings import SweepSettings, default_workers, given_settings
 
-    workers = args.workers if args.workers is not None else default_workers()
-    return {"study": args.study, "storage": args.storage, "trials": args.trials, "workers": workers,
-            "seed": args.seed, "out": args.out, "pruner": args.pruner, "sampler": args.sampler,
-            "progress": args.progress, "repeats": getattr(args, "repeats", 1), "keep_top": getattr(args, "keep_top", 3),
-            "backend": getattr(args, "backend", "local"), "scheduler": getattr(args, "scheduler", None),
-            "pack": getattr(args, "pack", 1), "objectives": tuple(getattr(args, "objectives", ["val_loss"]))}
+    given = given_settings(args)
+    if "workers" not in given:
+        given["workers"] = default_workers()
+    return SweepSettings.from_dict(given)
 
 
 def _pack_value(text: str) -> int | str:
-    from regsweep.packing import check_pack
+    from regsweep.settings import check_pack
 
     try:
         return check_pack(text)
@@ -129,11 +128,11 @@ def sweep_main(name: str, space: SearchSpace, data: Callable[[argparse.Namespace
 
     def run(args: argparse.Namespace) -> int:
         from regsweep.data import from_csv, from_npz
-        from regsweep.runner import SweepSettings, run_sweep
+        from regsweep.runner import run_sweep
 
         if getattr(args, "worker_only", False):
             return cmd_worker(args)
-        settings = SweepSettings(**sweep_settings(args))
+        settings = sweep_settings(args)
         if args.data and data_from_path is not None:
             dataset = data_from_path(args.data, args)
         elif args.data:

@@ -105,16 +105,13 @@ def import_sweep(target: str) -> Any:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """``regsweep resume``: finish a stopped sweep, then print and write its leaderboard and plots."""
-    from regsweep.runner import resume_sweep, SweepSettings
+    from regsweep.runner import resume_sweep
+    from regsweep.settings import SweepSettings, given_settings
     from regsweep.storage import default_storage_url
 
-    settings: dict[str, Any] = {"workers": args.workers, "progress": args.progress, "pack": getattr(args, "pack", 1),
-                                "backend": args.backend, "scheduler": args.scheduler}
-    if args.trials is not None:
-        settings["trials"] = args.trials
     out = SweepSettings(study=args.study, storage=args.storage).out_dir
     with flush_on_interrupt(args.storage or default_storage_url(args.study), args.study, out):
-        study = resume_sweep(study=args.study, storage=args.storage, **settings)
+        study = resume_sweep(**given_settings(args))
     finish_sweep(study, out, plots=not args.no_plots)
     return 0
 
@@ -238,7 +235,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """``regsweep worker`` and ``--worker-only``: join a study and train until it reaches its total."""
-    from regsweep.runner import default_workers, join_sweep
+    from regsweep.runner import join_sweep
+    from regsweep.settings import default_workers
     from regsweep.storage import count_states, study_meta
 
     workers = args.workers if args.workers is not None else default_workers()

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from regsweep.runtime import setup_tensorflow, tensorflow_threads  # noqa: F401  (re-exported: older import path)
 from regsweep.space import SearchSpace, TrialConfig, suggest
 from regsweep.stopping import StopRequest, keras_stop_callback
 

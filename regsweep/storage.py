@@ -1,8 +1,9 @@
-"""Where studies live: storage URLs, SQLite defaults, heartbeats, redaction, open/create.
+"""Where studies live: storage URLs, SQLite defaults, redaction, open/create, failure descriptions.
 
 The study is the single source of truth: its user attribute ``regsweep`` records the
 search space, the data description and the target total, so later commands need only
-``--storage`` and ``--study``.
+``--storage`` and ``--study``. A trial's life inside a study (claim, heartbeat, retry, tell)
+belongs to :mod:`regsweep.lifecycle`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
-import threading
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep.errors import MissingDependencyError, StorageError, StudyMismatchError, StudyNotFoundError
+from regsweep.lifecycle import GRACE_PERIOD, HEARTBEAT_INTERVAL, LOCK_WAIT_SECONDS, RetryStaleTrial
+from regsweep.lifecycle import count_states, count_trial_states  # noqa: F401  (re-exported: readers count states)
 
 if TYPE_CHECKING:
     import optuna
@@ -27,10 +25,7 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("studies")
 STUDY_ATTR = "regsweep"
-HEARTBEAT_INTERVAL = 10
-SQLITE_BUSY_TIMEOUT = 60.0
-# A live worker waiting on a lock (up to the busy timeout) must never be taken for a dead one.
-GRACE_PERIOD = int(SQLITE_BUSY_TIMEOUT) + 3 * HEARTBEAT_INTERVAL
+SQLITE_BUSY_TIMEOUT = LOCK_WAIT_SECONDS  # the heartbeat grace period outlasts it (see regsweep.lifecycle)
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 
@@ -359,199 +354,3 @@ def open_study(storage_url: str, study_name: str, *, meta: dict[str, Any], sampl
     if existing != meta:
         study.set_user_attr(STUDY_ATTR, {**existing, **meta})
     return study
-
-
-# -- trial states: the one definition of "finished" ----------------------------------------------------
-def finished_states() -> tuple[Any, ...]:
-    """COMPLETE and PRUNED trials are finished and count towards a sweep's total."""
-    from optuna.trial import TrialState
-
-    return (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def count_states(study: optuna.Study) -> Counter[str]:
-    """Number of trials per state name, plus ``finished`` (COMPLETE + PRUNED)."""
-    return count_trial_states(study.get_trials(deepcopy=False))
-
-
-def count_trial_states(trials: list[optuna.trial.FrozenTrial]) -> Counter[str]:
-    """:func:`count_states` of an already loaded list of trials."""
-    counts = Counter(t.state.name for t in trials)
-    counts["finished"] = counts["COMPLETE"] + counts["PRUNED"]
-    return counts
-
-
-# -- liveness: heartbeats for trials made with ask/tell --------------------------------------------------
-OWNER_ATTR = "regsweep_owner"
-FAIL_REASON = "fail_reason"
-# User attributes that describe how a trial ended; a retry must not inherit them.
-_ENDING_ATTRS = (FAIL_REASON, "not_counted")
-
-
-class RetryStaleTrial:
-    """Optuna's ``RetryHeartbeatStaleTrialCallback`` (a WAITING copy with the same parameters),
-    minus the failed trial's ``fail_reason``/``not_counted`` and owner tag, plus ``retry_of``
-    naming the first try."""
-
-    def __init__(self, max_retry: int | None = 3) -> None:
-        import optuna
-
-        self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        import copy
-
-        clean = copy.deepcopy(trial)
-        attrs = {k: v for k, v in trial.user_attrs.items() if k not in _ENDING_ATTRS}
-        clean.user_attrs = {**attrs, "retry_of": trial.system_attrs.get("failed_trial", trial.number)}
-        # The dead owner's tag must not travel with the retry: another worker would fail it again.
-        clean.system_attrs = {k: v for k, v in trial.system_attrs.items() if k != OWNER_ATTR}
-        self._retry(study, clean)
-
-
-def owner_tag() -> str:
-    """Who runs a trial, unique across machines, containers and pid reuse.
-
-    ``host/boot-id/pid-namespace/start-time:pid``: containers that share a hostname differ in
-    boot id or pid namespace, and a recycled pid differs in its start time. The pid comes last.
-    """
-    pid = os.getpid()
-    return f"{'/'.join(_machine_identity())}/{_start_time(pid)}:{pid}"
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as file:
-            return file.read().strip()
-    except OSError:
-        return ""
-
-
-def _machine_identity() -> tuple[str, str, str]:
-    """(hostname, boot id, pid namespace) of this process: where its pids mean something."""
-    boot = _read("/proc/sys/kernel/random/boot_id").replace("-", "")[:12]
-    try:
-        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        namespace = ""
-    return socket.gethostname().replace("/", "_"), boot, namespace
-
-
-def _start_time(pid: int) -> str:
-    """The start time of process ``pid`` in clock ticks since boot ('' if unknown or gone)."""
-    stat = _read(f"/proc/{pid}/stat")
-    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces: count after it
-    return fields[19] if len(fields) > 19 else ""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _orphan_reason(trial: optuna.trial.FrozenTrial) -> str | None:
-    """Why a RUNNING trial has no live worker: its owner in this machine's pid namespace is gone
-    (or its pid now belongs to a newer process), or it never got an owner (its worker died
-    between asking and claiming it) long ago; ``None`` if it may be alive. Owners elsewhere are
-    left to heartbeats."""
-    import datetime
-
-    owner = trial.system_attrs.get(OWNER_ATTR, "")
-    if not owner:
-        started = trial.datetime_start
-        if started is not None and (datetime.datetime.now() - started).total_seconds() > 2 * GRACE_PERIOD:
-            return "claimed by a worker that died before it started the trial"
-        return None
-    where, _, pid = owner.rpartition(":")
-    parts = where.split("/")
-    if not pid.isdigit():
-        return None
-    if len(parts) == 4:
-        if tuple(parts[:3]) != _machine_identity():
-            return None
-        alive = _pid_alive(int(pid)) and _start_time(int(pid)) == parts[3]
-    else:  # a "host:pid" tag of regsweep 0.1
-        alive = where != socket.gethostname() or _pid_alive(int(pid))
-    return None if alive else f"worker {owner} died"
-
-
-def fail_orphaned_trials(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials whose owner process on this host is gone, and queue their retry.
-
-    Heartbeats catch dead workers on any host after the grace period; this catches dead
-    workers on this host at once (a resumed sweep does not wait out the grace period).
-    Returns the numbers of the failed trials.
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = _orphan_reason(trial)
-        if reason is None:
-            continue
-        try:  # attributes first: a finished trial's attributes can no longer be set
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            study._storage.set_trial_user_attr(trial._trial_id, "not_counted", True)
-            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:  # another process failed it first
-            continue
-        failed.append(trial.number)
-        retry = study._storage.get_heartbeat_stale_trial_callback() if hasattr(study._storage, "get_heartbeat_stale_trial_callback") else None
-        if retry is not None:
-            retry(study, study._storage.get_trial(trial._trial_id))
-    optuna.storages.fail_stale_trials(study)
-    return failed
-
-
-def retry_later(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
-    """Fail an interrupted trial (not counted towards the total) and queue a retry with the same parameters."""
-    from optuna.trial import TrialState
-
-    study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
-    study._storage.set_trial_user_attr(trial._trial_id, "not_counted", True)
-    study.tell(trial, state=TrialState.FAIL)
-    callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
-    if callback is not None:
-        callback(study, study._storage.get_trial(trial._trial_id))
-
-
-@contextmanager
-def heartbeat(study: optuna.Study, trial_ids: list[int]) -> Iterator[None]:
-    """Record heartbeats for trials made with ``study.ask()`` while the block runs.
-
-    Optuna beats only for trials run inside ``study.optimize``; regsweep asks and tells
-    itself (to keep totals exact and to pack trials), so it beats for them here.
-    """
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    storage = study._storage
-    if not is_heartbeat_enabled(storage):
-        yield
-        return
-    stop = threading.Event()
-    interval = storage.get_heartbeat_interval()
-
-    def beat() -> None:
-        while True:
-            for trial_id in trial_ids:
-                try:
-                    storage.record_heartbeat(trial_id)
-                except Exception:  # a transient database error must not kill the trial
-                    _logger.debug("heartbeat failed for trial %d", trial_id, exc_info=True)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, name="regsweep-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()

@@ -137,7 +137,7 @@ def test_sweep_with_packs_has_exact_totals_and_resumes(tiny_rings, tiny_space, s
 
 def test_workers_take_their_share_of_packs(sqlite_url):
     """With 2 workers and --pack 16, 6 trials are claimed as two packs of 3, never more than the total."""
-    from regsweep.runner import claim_trials
+    from regsweep.lifecycle import claim_trials
     from regsweep.storage import make_storage
 
     import optuna
@@ -151,7 +151,9 @@ _KILLED_PACK = textwrap.dedent("""
     import sys
     from regsweep.data import make_rings
     from regsweep.packing import run_pack
-    from regsweep.runner import SweepSettings, WorkerJob, claim_trials, study_metadata
+    from regsweep.lifecycle import claim_trials
+    from regsweep.runner import study_metadata
+    from regsweep.settings import SweepSettings, WorkerJob
     from regsweep.space import SearchSpace
     from regsweep.storage import open_study
 
@@ -160,8 +162,7 @@ _KILLED_PACK = textwrap.dedent("""
     settings = SweepSettings(study="killed", storage=url, trials=4, pack=2)
     study = open_study(url, "killed", meta=study_metadata(space, data, settings, None))
     trials = claim_trials(study, 4, 2)
-    job = WorkerJob(storage_url=url, study_name="killed", space=space.to_dict(), data_source=data.source,
-                    total=4, seed=0, sampler="tpe", pruner="none", threads=1, pack=2)
+    job = WorkerJob(settings=settings, space=space.to_dict(), data_source=data.source, threads=1, pack=2)
 
     def wait_to_be_killed(epoch):
         print("trained epoch", epoch, flush=True)
@@ -218,12 +219,13 @@ def test_auto_pack_size_packs_small_models_only(tiny_rings):
 
 def test_options_that_cannot_share_a_pack_are_refused_or_disable_packing(tiny_rings, tiny_space):
     from regsweep.packing import PackingError, check_packable
-    from regsweep.runner import SweepSettings, _pack_size
+    from regsweep.packing import pack_size
+    from regsweep.settings import SweepSettings
 
     with pytest.raises(PackingError, match="batch_size differs"):
         check_packable([TrialConfig("none", 0, 0, 1, 4, 1, batch_size=32), TrialConfig("none", 0, 0, 1, 4, 1, batch_size=64)])
-    assert _pack_size(SweepSettings(pack=4, repeats=2), tiny_space, tiny_rings) == 1
-    assert _pack_size(SweepSettings(pack="auto", trials=64), tiny_space, tiny_rings) == 16
+    assert pack_size(SweepSettings(pack=4, repeats=2), tiny_space, tiny_rings) == 1
+    assert pack_size(SweepSettings(pack="auto", trials=64), tiny_space, tiny_rings) == 16
     for bad in (0, -1, "2x", 1.5, True):
         with pytest.raises(SettingsError, match="pack: got"):
             SweepSettings(pack=bad)
@@ -236,8 +238,8 @@ def test_cli_pack_flag(capsys):
 
     parser = Parser(prog="t")
     add_sweep_args(parser, study="t", trials=3)
-    assert sweep_settings(parser.parse_args(["--pack", "auto"]))["pack"] == "auto"
-    assert sweep_settings(parser.parse_args(["--pack", "8"]))["pack"] == 8
-    assert sweep_settings(parser.parse_args([]))["pack"] == 1
+    assert sweep_settings(parser.parse_args(["--pack", "auto"])).pack == "auto"
+    assert sweep_settings(parser.parse_args(["--pack", "8"])).pack == 8
+    assert sweep_settings(parser.parse_args([])).pack == 1
     assert main(["--pack", "0"]) == 2
     assert "--pack: got 0; allowed: an int in [1, 256]" in capsys.readouterr().err

@@ -13,7 +13,9 @@ from optuna.trial import TrialState
 from regsweep.data import make_rings
 from regsweep.errors import SettingsError, StorageError
 from regsweep.objective import train_config
-from regsweep.runner import SweepSettings, claim_trials, failures_in_a_row, make_pruner
+from regsweep.lifecycle import claim_trials, failures_in_a_row
+from regsweep.settings import SweepSettings
+from regsweep.workers import make_pruner
 from regsweep.space import TrialConfig
 from regsweep.storage import count_states, make_storage
 
@@ -70,7 +72,7 @@ def test_threads_are_shared_out_between_workers():
 
 def test_default_workers_and_threads_follow_the_cpu_affinity():
     """Pinned to one core (as a container's cpuset would), a sweep starts 1 worker with 1 thread."""
-    code = ("import os; os.sched_setaffinity(0, {0}); from regsweep.runner import SweepSettings, default_workers; "
+    code = ("import os; os.sched_setaffinity(0, {0}); from regsweep.settings import SweepSettings, default_workers; "
             "print(default_workers(), SweepSettings(workers=1).threads, os.cpu_count())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     workers, threads, cpu_count = map(int, out.stdout.split())

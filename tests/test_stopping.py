@@ -97,7 +97,7 @@ def test_progress_flag_chooses_a_bar_or_log_lines_off_a_terminal(progress, tiny_
                                                                  tmp_path, capfd, caplog):
     from regsweep import run_sweep
 
-    caplog.set_level(logging.INFO, logger="regsweep.runner")
+    caplog.set_level(logging.INFO, logger="regsweep.progress")
     run_sweep(tiny_space, tiny_rings, study="p", storage=sqlite_url, trials=2, out=str(tmp_path / "out"),
               progress=progress, keep_top=0)
     err = capfd.readouterr().err

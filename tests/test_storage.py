@@ -89,7 +89,8 @@ def test_owner_tags_tell_live_workers_from_dead_ones_across_namespaces_and_pid_r
 
     import optuna
 
-    from regsweep.storage import OWNER_ATTR, fail_orphaned_trials, make_storage, owner_tag
+    from regsweep.lifecycle import OWNER_ATTR, fail_orphaned_trials, owner_tag
+    from regsweep.storage import make_storage
 
     study = optuna.create_study(study_name="owners", storage=make_storage(sqlite_url))
     me = owner_tag()

@@ -131,7 +131,8 @@ def test_an_idle_worker_waits_out_a_dead_hosts_running_trial_then_retries_it(tmp
     retried here, and the study ends with exactly its total."""
     import sqlite3
 
-    from regsweep.storage import OWNER_ATTR, make_storage
+    from regsweep.lifecycle import OWNER_ATTR
+    from regsweep.storage import make_storage
 
     sweep, db, total = write_sweep(tmp_path, epochs=2), tmp_path / "hosts.db", 2
     cmd = sweep_cmd(sweep, db, trials=total, workers=1)

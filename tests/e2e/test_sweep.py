@@ -12,7 +12,8 @@ import pytest
 from regsweep import SearchSpace, leaderboard, run_sweep
 from regsweep.data import make_rings
 from regsweep.report import COLUMNS
-from regsweep.storage import OWNER_ATTR, count_states, load_study, owner_tag
+from regsweep.lifecycle import OWNER_ATTR, owner_tag
+from regsweep.storage import count_states, load_study
 from regsweep.space import CORE_PARAMS
 
 pytestmark = pytest.mark.slow
