@@ -10,6 +10,7 @@ import sys
 
 import optuna
 import pytest
+from readme_example import tiny_readme_api_example
 from sweep_process import env, sweep_cmd, trials, wait_for, write_sweep
 
 from regsweep import SearchSpace, run_sweep
@@ -97,15 +98,8 @@ def test_killing_only_the_parent_stops_its_workers_and_a_rerun_retries_their_tri
     assert sorted(r["system"]["failed_trial"] for r in rows if "failed_trial" in r["system"]) == sorted(interrupted)
 
 
-PLAIN_SCRIPT = '''
-import regsweep
-from regsweep.data import make_rings
-
-space = regsweep.SearchSpace(depth=(1, 2), width=(2, 8), patience=(1, 2), max_epochs=2, batch_size=32)
-study = regsweep.run_sweep(space, make_rings(n=120), study="plain", trials=3, workers=2, seed=0, progress=False,
-                           keep_top=0)
-print("leaderboard rows:", len(regsweep.leaderboard(study)))
-'''
+# The README's Python API example as users copy it (read from README.md), on tiny data and trials.
+PLAIN_SCRIPT = tiny_readme_api_example(trials=3) + 'print("leaderboard rows:", len(board))\n'
 
 
 def test_the_readme_api_example_runs_as_a_plain_script_with_two_workers(tmp_path):
@@ -117,7 +111,7 @@ def test_the_readme_api_example_runs_as_a_plain_script_with_two_workers(tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("leaderboard rows:") == 1 and "leaderboard rows: 3" in done.stdout
     assert "bootstrapping phase" not in done.stderr and "Traceback" not in done.stderr
-    study = load_study(f"sqlite:///{tmp_path / 'studies' / 'plain.db'}", "plain", heartbeat=False)
+    study = load_study(f"sqlite:///{tmp_path / 'studies' / 'mine.db'}", "mine", heartbeat=False)
     assert count_states(study)["finished"] == 3
     from regsweep.runtime import usable_cores
 
