@@ -1,14 +1,15 @@
 """Trained models and learning-curve images of a study, in Optuna's artifact store.
 
 Artifacts live next to the study, in ``<study_dir>/artifacts`` (``studies/<study>/artifacts``
-for the default SQLite storage), in an :class:`optuna.artifacts.FileSystemArtifactStore`,
+for the default SQLite storage), or in the folder the study recorded from ``--artifacts DIR``
+(shared by workers on many hosts), in an :class:`optuna.artifacts.FileSystemArtifactStore`,
 so optuna-dashboard shows them:
 
 * each trial's learning curve (``trial-0007-curve.png``) is a *trial* artifact;
 * the trained model (``trial-0007-model.keras``) of every trial that enters the top
   ``keep_top`` trials when it finishes (so every trial that becomes the best so far) is a
-  *study* artifact; models that drop out of the top ``keep_top`` are removed again (their
-  metadata is set to ``null``, as optuna-dashboard's own "delete" does).
+  *study* artifact; models that drop out of the top ``keep_top`` are removed again (the file
+  and its metadata row, see :func:`forget_artifact`).
 
 Example:
     >>> model = load_best_model(study)  # doctest: +SKIP
@@ -55,9 +56,13 @@ def storage_url(study: optuna.Study) -> str:
 
 
 def artifact_dir(study: optuna.Study) -> Path:
-    """``<study_dir>/artifacts``: next to the SQLite file, else ``studies/<study>/artifacts``."""
-    from regsweep.storage import study_dir
+    """The folder the study recorded (``--artifacts DIR``), else ``<study_dir>/artifacts``: next to
+    the SQLite file, or ``studies/<study>/artifacts`` for other storages."""
+    from regsweep.storage import study_dir, study_meta
 
+    recorded = study_meta(study).get("artifacts")
+    if recorded:
+        return Path(recorded)
     return (study_dir(storage_url(study), study.study_name) / "artifacts").resolve()
 
 

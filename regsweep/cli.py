@@ -60,6 +60,10 @@ def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) 
                         help="train each configuration R times with different seeds; value = mean (default: 1)")
     parser.add_argument("--keep-top", type=non_negative_int, default=3,
                         help="keep the trained models of the K best trials as artifacts (default: 3)")
+    parser.add_argument("--artifacts", metavar="DIR", default=None,
+                        help="folder of the study's artifact store, shared by all workers (e.g. on a network "
+                             "file system for workers on many hosts); recorded in the study "
+                             "(default: studies/<study>/artifacts, next to the study)")
     _add_pack_arg(parser)
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,

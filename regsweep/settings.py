@@ -31,7 +31,7 @@ BACKENDS = ("local", "dask")
 AUTO = "auto"
 # The settings a study records (field -> key in the study's ``regsweep`` attribute).
 RECORDED = {"trials": "total", "seed": "seed", "pruner": "pruner", "sampler": "sampler", "repeats": "repeats",
-            "keep_top": "keep_top", "objectives": "objectives"}
+            "keep_top": "keep_top", "objectives": "objectives", "artifacts": "artifacts"}
 _ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss)://[^\s:/]+:\d{1,5}$")
 
 
@@ -91,6 +91,10 @@ class SweepSettings:
             (``None``: start a ``LocalCluster`` of ``workers`` processes).
         pack: trials trained together as one packed Keras graph per worker (an int >= 1, or
             ``"auto"``: by model size, see :func:`regsweep.packing.auto_pack_size`).
+        artifacts: folder of the study's artifact store (learning curves, kept models), shared by
+            every worker, e.g. on a network file system when workers run on many hosts. Default
+            ``None``: ``<study_dir>/artifacts`` next to the study. Recorded in the study (as an
+            absolute path), so ``resume``, ``worker``, the review commands and the dashboard find it.
     """
 
     study: str = "sweep"
@@ -111,6 +115,7 @@ class SweepSettings:
     keep_top: int = 3
     pack: int | str = 1
     objectives: tuple[str, ...] = ("val_loss",)
+    artifacts: str | None = None
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -138,6 +143,10 @@ class SweepSettings:
                                 "peer rule, see regsweep.pareto) or none")
         if self.out is not None:
             check_writable_dir(self.out, "out")
+        if self.artifacts is not None:
+            if not isinstance(self.artifacts, (str, Path)) or not str(self.artifacts).strip():
+                raise SettingsError(f"artifacts: got {self.artifacts!r}; allowed: a folder path")
+            object.__setattr__(self, "artifacts", str(check_writable_dir(self.artifacts, "artifacts").resolve()))
 
     @property
     def storage_url(self) -> str:
@@ -183,7 +192,8 @@ class SweepSettings:
     def record(self) -> dict[str, Any]:
         """The settings a study records (``trials`` as ``total``), for ``resume`` and ``join``."""
         data = self.to_dict()
-        return {key: data[name] for name, key in RECORDED.items()}
+        # A study without --artifacts keeps whatever folder it recorded (or the default).
+        return {key: data[name] for name, key in RECORDED.items() if not (name == "artifacts" and data[name] is None)}
 
     @classmethod
     def from_record(cls, meta: dict[str, Any], **overrides: Any) -> SweepSettings:

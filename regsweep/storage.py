@@ -311,6 +311,12 @@ def check_same_setup(existing: dict[str, Any], wanted: dict[str, Any], study_nam
                 f"study: {study_name!r} already exists with a different {label}; allowed: the same {label} "
                 f"to resume it, or a new --study name (nothing was changed)"
             )
+    old_folder, new_folder = existing.get("artifacts"), wanted.get("artifacts")
+    if new_folder is not None and old_folder != new_folder and existing:
+        raise StudyMismatchError(
+            f"artifacts: study {study_name!r} keeps its artifacts in {old_folder or 'the default folder next to it'!r}, "
+            f"got {new_folder!r}; allowed: the same folder, or no --artifacts (nothing was changed)"
+        )
     old_objectives = existing.get("objectives", ["val_loss"]) if existing else None
     new_objectives = wanted.get("objectives", ["val_loss"])
     if old_objectives is not None and list(old_objectives) != list(new_objectives):

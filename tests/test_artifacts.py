@@ -109,3 +109,60 @@ def test_prune_models_keeps_the_best_k(tmp_path):
     metas = get_all_artifact_meta(again)
     assert [m.filename for m in metas] == [f"trial-{best:04d}-model.keras"]
     assert metas[0].artifact_id == model_artifacts(study)[best]
+
+
+def test_artifacts_folder_is_recorded_in_the_study_and_used_by_every_reader(tmp_path, capsys):
+    """``--artifacts DIR``: one artifact place for all workers, recorded in the study so resume,
+    the review commands and Optuna's own API find it; a different folder later is refused."""
+    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+    from review_studies import SPACE_ARGS
+
+    from regsweep import SearchSpace
+    from regsweep.data import make_rings
+    from regsweep.cli import sweep_main
+    from regsweep.errors import StorageError, StudyMismatchError
+    from regsweep.settings import SweepSettings
+    from regsweep.storage import load_study, study_meta
+
+    shared = tmp_path / "nfs" / "store"
+    url = f"sqlite:///{tmp_path / 'art.db'}"
+    space = SearchSpace(**SPACE_ARGS)
+
+    def sweep(*flags: str) -> int:
+        return sweep_main("art", space, lambda args: make_rings(n=120, seed=0), argv=[
+            "--storage", url, "--study", "art", "--workers", "1", "--sampler", "random", "--pruner", "none",
+            "--no-plots", "--no-progress", "--keep-top", "1", "--out", str(tmp_path / "out"), *flags])
+
+    assert sweep("--trials", "2", "--artifacts", str(shared)) == 0
+    study = load_study(url, "art")
+    assert study_meta(study)["artifacts"] == str(shared.resolve())
+    assert artifact_dir(study) == shared.resolve()
+    assert not (tmp_path / "art" / "artifacts").exists()  # nothing in the default place
+    # A rerun without --artifacts (here: extending the sweep) keeps the recorded folder.
+    assert sweep("--trials", "3") == 0
+    study = load_study(url, "art")
+    assert len(study.trials) == 3 and study_meta(study)["artifacts"] == str(shared.resolve())
+    files = {p.name for p in shared.iterdir()}
+    curves = {t.user_attrs[CURVE_ATTR] for t in study.trials}
+    assert len(curves) == 3 and curves <= files  # the store names files by artifact id
+    assert not (tmp_path / "art" / "artifacts").exists()
+    # Readers: regsweep's best model, and Optuna's own artifact API on the same folder.
+    model = regsweep.load_best_model(study)
+    assert _val_data_loss(model, make_rings(n=120, seed=0)) == pytest.approx(study.best_value, rel=1e-5)
+    metas = get_all_artifact_meta(optuna.load_study(study_name="art", storage=url))
+    assert [m.filename for m in metas] == [f"trial-{study.best_trial.number:04d}-model.keras"]
+    with FileSystemArtifactStore(shared).open_reader(metas[0].artifact_id) as reader:
+        assert reader.read(2) == b"PK"  # a .keras file is a zip
+    # Another folder for the same study is refused, with nothing changed.
+    capsys.readouterr()
+    assert sweep("--trials", "4", "--artifacts", str(tmp_path / "elsewhere")) == 2
+    assert "artifacts:" in capsys.readouterr().err
+    assert len(load_study(url, "art").trials) == 3 and not (tmp_path / "elsewhere").exists()
+    with pytest.raises(StudyMismatchError, match="artifacts"):
+        regsweep.run_sweep(space, make_rings(n=120, seed=0), study="art", storage=url, trials=4,
+                           artifacts=str(tmp_path / "elsewhere"), progress=False)
+    # A folder that cannot be one: the error names the setting.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="^artifacts:"):
+        SweepSettings(study="art", artifacts=str(blocker / "store"))
