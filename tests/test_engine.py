@@ -77,6 +77,24 @@ def _compare(config, data, seed, result, exported=None):
     return history
 
 
+@pytest.mark.parametrize("config", [_config("l2", 1e-3, depth=3, width=7, dropout=0.3),
+                                    _config("l1_l2", 1e-3, depth=1, width=16),
+                                    _config("none", 0.0, depth=2, width=5, dropout=0.1, clipnorm=1.0)])
+def test_initial_weights_are_build_models(config):
+    """The slot's initial weights equal those of build_model after set_random_seed (train_config's rule)."""
+    from regsweep.engine import initial_weights
+    from regsweep.models import build_model
+
+    for data in (make_rings(n=60, seed=0), from_arrays(np.eye(12, 5) @ np.ones((5, 5)), np.arange(12) % 3, seed=0)):
+        ours = initial_weights(config, data, seed=11)
+        keras.utils.set_random_seed(11)
+        theirs = build_model(config, data).get_weights()
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(initial_weights(config, data, seed=12)[0], ours[0])
+
+
 @pytest.fixture(scope="module")
 def rings():
     return make_rings(n=150, seed=1)

@@ -112,17 +112,17 @@ class StackedMLP(keras.layers.Layer):
         """The trainable weights in Keras' ``get_weights`` order of a Sequential MLP."""
         return [v for pair in zip(self.kernels, self.biases) for v in pair] + [self.out_kernel, self.out_bias]
 
-    def write_slot(self, slot: int, weights: list[np.ndarray], *, depth: int, width: int, l1: float, l2: float,
-                   dropout: float) -> None:
-        """Put a trial into ``slot``: its real-shape weights (``get_weights`` order of its Sequential,
-        zero-padded to the bucket) and its per-slot values."""
-        padded = pad_weights(self.bucket, weights, depth)
-        for variable, array in zip(self.weight_list(), padded):
-            set_slot(variable, slot, array)
-        set_slot(self.depth_mask, slot, (np.arange(self.bucket.depth) < depth).astype("float32"))
-        set_slot(self.width_mask, slot, (np.arange(self.bucket.width) < width).astype("float32"))
-        for variable, number in ((self.l1, l1), (self.l2, l2), (self.rate, dropout)):
-            set_slot(variable, slot, np.float32(number))
+    def slot_variables(self) -> list[Any]:
+        """The variables a trial's values go into (see :meth:`slot_values`)."""
+        return [*self.weight_list(), self.depth_mask, self.width_mask, self.l1, self.l2, self.rate]
+
+    def slot_values(self, weights: list[np.ndarray], *, depth: int, width: int, l1: float, l2: float,
+                    dropout: float) -> list[np.ndarray]:
+        """One slot's row of each of :meth:`slot_variables` for a trial: its real-shape weights
+        (``get_weights`` order of its Sequential, zero-padded to the bucket) and its per-slot values."""
+        masks = [(np.arange(self.bucket.depth) < depth).astype("float32"),
+                 (np.arange(self.bucket.width) < width).astype("float32")]
+        return [*pad_weights(self.bucket, weights, depth), *masks, *(np.float32(v) for v in (l1, l2, dropout))]
 
     def read_slot(self, slot: int, variables: list[Any], *, depth: int, width: int) -> list[np.ndarray]:
         """The real-shape weights of ``slot`` from ``variables`` (this layer's weights or a copy of them)."""
@@ -160,7 +160,7 @@ def pad_weights(bucket: Bucket, weights: list[np.ndarray], depth: int) -> list[n
 class SlotOptimizer:
     """Adam, RMSprop or SGD (Keras' defaults and update formulas) applied to stacked weights, with a
     learning rate, clipnorm and step count per slot (Adam's bias correction counts each slot's own
-    steps). Only active slots move; :meth:`reset_slot` clears a slot's state for a new trial."""
+    steps). Only active slots move; :meth:`slot_values` is a slot's fresh state for a new trial."""
 
     BETA_1, BETA_2, RHO, EPSILON = 0.9, 0.999, 0.9, 1e-7
 
@@ -178,14 +178,15 @@ class SlotOptimizer:
         self.slots = {name: [state(f"{name}_{i}", tuple(v.shape)) for i, v in enumerate(self.variables)]
                       for name in slots}
 
-    def reset_slot(self, slot: int, *, learning_rate: float, clipnorm: float | None, active: bool = True) -> None:
-        for states in self.slots.values():
-            for variable in states:
-                set_slot(variable, slot, np.zeros(variable.shape[1:], "float32"))
-        set_slot(self.learning_rate, slot, np.float32(learning_rate))
-        set_slot(self.clipnorm, slot, np.float32(clipnorm or 0.0))
-        set_slot(self.steps, slot, np.float32(0.0))
-        set_slot(self.active, slot, np.float32(1.0 if active else 0.0))
+    def slot_variables(self) -> list[Any]:
+        """The per-slot variables a new trial resets (see :meth:`slot_values`)."""
+        return [self.learning_rate, self.clipnorm, self.steps, self.active,
+                *(variable for states in self.slots.values() for variable in states)]
+
+    def slot_values(self, *, learning_rate: float, clipnorm: float | None) -> list[np.ndarray]:
+        """One slot's row of each of :meth:`slot_variables` for a new trial: zero state, zero steps."""
+        state = [np.zeros(v.shape[1:], "float32") for states in self.slots.values() for v in states]
+        return [np.float32(learning_rate), np.float32(clipnorm or 0.0), np.float32(0.0), np.float32(1.0), *state]
 
     def _clip(self, gradient: Any) -> Any:
         """Keras' per-weight ``clipnorm`` (``clip_by_norm``), per slot; slots with clipnorm 0 are not clipped."""
