@@ -27,12 +27,19 @@ def _config(depth: int, width: int):  # noqa: ANN202
     return TrialConfig("l2", 1e-4, 0.2, depth, width, patience=10, max_epochs=1000, batch_size=50)
 
 
-def engine_epoch(data, depth: int, width: int, slots: int, epochs: int) -> float:  # noqa: ANN001
-    """Seconds per slot-epoch of ``slots`` slots of this shape (after one warm-up epoch)."""
+def engine_epoch(data, depth: int, width: int, slots: int, epochs: int, *, bucket_width: int | None = None,
+                 xla: bool = False) -> float:  # noqa: ANN001
+    """Seconds per slot-epoch of ``slots`` slots of this shape (after one warm-up epoch), in its own
+    bucket or masked into a bucket of ``bucket_width`` units."""
+    import dataclasses
+
     from regsweep.engine import SlotTrainer, bucket_for
 
     config = _config(depth, width)
-    trainer = SlotTrainer(bucket_for(config, data), data, slots=slots, batch_size=config.batch_size, shuffle_seed=0)
+    bucket = bucket_for(config, data)
+    if bucket_width is not None:
+        bucket = dataclasses.replace(bucket, width=bucket_width)
+    trainer = SlotTrainer(bucket, data, slots=slots, batch_size=config.batch_size, shuffle_seed=0, jit_compile=xla)
     for slot in range(slots):
         trainer.assign(slot, config, seed=slot)
     trainer.train_epoch()  # traces the compiled epoch
@@ -61,6 +68,8 @@ def fit_epoch(data, depth: int, width: int, epochs: int) -> float:  # noqa: ANN0
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per measurement (default: 5)")
+    parser.add_argument("--xla", action="store_true",
+                        help="also time the epoch compiled with XLA (jit_compile=True; slow to compile here)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine.md"))
     args = parser.parse_args(argv)
 
@@ -79,6 +88,20 @@ def main(argv: list[str] | None = None) -> int:
             per_slot = engine_epoch(data, depth, width, slots, args.epochs)
             rows.append((f"2 -> {width}x{depth} -> 1", slots, per_slot, fit))
             print(f"{width}x{depth} K={slots}: {per_slot * 1e3:.2f} ms per slot-epoch, fit {fit * 1e3:.1f} ms", flush=True)
+    extra = []  # what masking into a wider bucket costs (and XLA with --xla)
+    fit = fit_epoch(data, 4, 8, args.epochs)
+    for label, options in (("own bucket (8x4)", {}), ("masked into 128x4", {"bucket_width": 128})):
+        extra.append((f"2 -> 8x4 -> 1, {label}", 16, engine_epoch(data, 4, 8, 16, args.epochs, **options), fit))
+    for depth, width in ((2, 32), (4, 128)) if args.xla else ():
+        fit = fit_epoch(data, depth, width, args.epochs)
+        try:
+            per_slot = engine_epoch(data, depth, width, 16, args.epochs, xla=True)
+        except Exception as exc:  # XLA may refuse the graph
+            print(f"XLA {width}x{depth}: failed ({type(exc).__name__})")
+            continue
+        extra.append((f"2 -> {width}x{depth} -> 1, XLA (jit_compile)", 16, per_slot, fit))
+    for row in extra:
+        print(f"{row[0]} K={row[1]}: {row[2] * 1e3:.2f} ms per slot-epoch, fit {row[3] * 1e3:.1f} ms", flush=True)
     lines = [
         "# Stacked-slot engine: one slot's epoch vs a bare `model.fit` epoch",
         "",
@@ -90,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|",
     ]
     for shape, slots, per_slot, fit in rows:
+        lines.append(f"| {shape} | {slots} | {per_slot * 1e3:.2f} | {fit * 1e3:.1f} | {per_slot / fit:.3f} | "
+                     f"{fit / per_slot:.1f}x |")
+    lines += ["", "Bucket width (same measure; `--xla` adds XLA rows):", "",
+              "| slots | K | engine ms per slot-epoch | `model.fit` ms per epoch | slot-epoch / fit epoch | speed-up |",
+              "|---|---|---|---|---|---|"]
+    for shape, slots, per_slot, fit in extra:
         lines.append(f"| {shape} | {slots} | {per_slot * 1e3:.2f} | {fit * 1e3:.1f} | {per_slot / fit:.3f} | "
                      f"{fit / per_slot:.1f}x |")
     text = "\n".join(lines) + "\n"

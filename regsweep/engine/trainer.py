@@ -152,10 +152,11 @@ class SlotTrainer:
         shuffle_seed: ``None`` keeps the row order every epoch (as ``fit(shuffle=False)``);
             a seed reshuffles every epoch.
         dropout_seed: seed of the dropout masks.
+        jit_compile: compile the epoch with XLA (off by default: see benchmarks/results/engine.md).
     """
 
     def __init__(self, bucket: Bucket, dataset: Dataset, *, slots: int, batch_size: int,
-                 shuffle_seed: int | None = None, dropout_seed: int = 0) -> None:
+                 shuffle_seed: int | None = None, dropout_seed: int = 0, jit_compile: bool = False) -> None:
         if dataset.task != bucket.task or dataset.output_units != bucket.units or \
                 math.prod(dataset.input_shape) != bucket.input_dim:
             raise EngineError(f"stacked engine: dataset ({dataset.task}, {dataset.input_shape}) does not match {bucket}")
@@ -173,7 +174,7 @@ class SlotTrainer:
         self.states: list[_SlotState | None] = [None] * slots
         self.finished: list[SlotResult | None] = [None] * slots
         self.epochs_run = 0
-        self._train_epoch = tf.function(self._epoch_fn)
+        self._train_epoch = tf.function(self._epoch_fn, jit_compile=jit_compile)
         self._validate = tf.function(self._val_fn, reduce_retracing=True)
         self._keep_best = tf.function(self._keep_best_fn)
         self._write_slot = tf.function(self._write_slot_fn)
