@@ -1,0 +1,227 @@
+"""The stacked weights of K slots as one Keras layer, and a per-slot optimizer over them.
+
+Every weight of a bucket holds all K slots on its first axis: hidden kernels ``[K, in, width]``,
+biases ``[K, width]``, the output kernel ``[K, width, units]``. One forward pass is a batched
+matmul per layer (``keras.ops.matmul`` broadcasts the shared input batch over the K slots), so
+a step costs the same handful of ops whatever K is. A slot's trial is a set of per-slot
+*values*: its depth and width masks, L1 and L2 strengths, dropout rate, learning rate and
+clipnorm live in non-trainable variables, so putting a new trial in a slot changes numbers and
+never retraces the compiled graph.
+
+Masked units are exactly zero and stay zero: their kernel columns, biases and the next layer's
+rows are written as zeros, the activation is multiplied by the width mask (so their gradient is
+zero), and a hidden layer past the trial's depth passes its input through (``where``), so its
+weights get no gradient either. The penalties of those zero weights are zero, so each slot's loss
+is its real-shape model's loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from regsweep.engine.buckets import Bucket
+
+# Per-sample functions behind models.task_metrics' data_loss and metric (the Keras functions
+# themselves, so a sigmoid/softmax output is turned into a loss exactly as model.fit does).
+LOSS_FUNCTIONS = {"binary": keras.losses.binary_crossentropy,
+                  "multiclass": keras.losses.sparse_categorical_crossentropy,
+                  "regression": keras.losses.mean_squared_error}
+METRIC_FUNCTIONS = {"binary": keras.metrics.binary_accuracy,
+                    "multiclass": keras.metrics.sparse_categorical_accuracy,
+                    "regression": keras.metrics.mean_absolute_error}
+OUTPUT_ACTIVATIONS = {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}
+
+
+def _per_slot(values: Any, rank: int) -> Any:
+    """A ``[K]`` vector shaped to broadcast against a ``[K, ...]`` tensor of ``rank`` dims."""
+    return ops.reshape(values, (-1,) + (1,) * (rank - 1))
+
+
+class StackedMLP(keras.layers.Layer):
+    """K MLPs of one :class:`~regsweep.engine.buckets.Bucket` shape, stacked on the first axis.
+
+    ``call(x, training)`` maps a shared batch ``[B, input_dim]`` to logits ``[K, B, units]``
+    (the output activation is applied by the loss, see :meth:`per_sample`).
+    """
+
+    def __init__(self, bucket: Bucket, slots: int, *, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bucket, self.slots = bucket, slots
+        k, w = slots, bucket.width
+        dims = [bucket.input_dim] + [w] * bucket.depth
+        zeros = "zeros"
+        self.kernels = [self.add_weight(shape=(k, dims[i], w), initializer=zeros, name=f"kernel_{i}")
+                        for i in range(bucket.depth)]
+        self.biases = [self.add_weight(shape=(k, w), initializer=zeros, name=f"bias_{i}") for i in range(bucket.depth)]
+        self.out_kernel = self.add_weight(shape=(k, w, bucket.units), initializer=zeros, name="out_kernel")
+        self.out_bias = self.add_weight(shape=(k, bucket.units), initializer=zeros, name="out_bias")
+
+        def value(name: str, shape: tuple[int, ...]) -> Any:
+            return self.add_weight(shape=shape, initializer=zeros, trainable=False, name=name)
+
+        self.depth_mask = value("depth_mask", (k, bucket.depth))  # 1.0 for the trial's hidden layers
+        self.width_mask = value("width_mask", (k, w))  # 1.0 for the trial's units
+        self.l1, self.l2, self.rate = value("l1", (k,)), value("l2", (k,)), value("dropout", (k,))
+        self.activation = keras.activations.get(bucket.activation)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True
+
+    # -- the forward pass ---------------------------------------------------------------------------
+    def call(self, x: Any, training: bool = False) -> Any:
+        width_mask = ops.expand_dims(self.width_mask, 1)  # [K, 1, W]
+        h = x
+        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            z = ops.add(ops.matmul(h, kernel), ops.expand_dims(bias, 1))  # as Dense: x @ kernel + bias
+            a = ops.multiply(self.activation(z), width_mask)
+            if training and self.bucket.dropout:
+                rate = _per_slot(self.rate, 3)
+                keep = keras.random.uniform(ops.shape(a), seed=self.seed_generator) >= rate
+                a = ops.where(keep, ops.divide(a, 1.0 - rate), ops.zeros_like(a))
+            if i == 0:
+                h = a
+            else:  # past the trial's depth the layer passes its input through
+                h = ops.where(_per_slot(self.depth_mask[:, i], 3) > 0, a, h)
+        return ops.add(ops.matmul(h, self.out_kernel), ops.expand_dims(self.out_bias, 1))
+
+    def per_sample(self, logits: Any, y: Any, *, metric: bool = False) -> Any:
+        """Per-slot, per-sample data loss (or metric) ``[K, B]`` of ``logits`` ``[K, B, units]``:
+        the output activation and loss are Keras' own, applied to the K slots as one batch."""
+        k, b = self.slots, ops.shape(logits)[1]
+        flat = ops.reshape(logits, (k * b, self.bucket.units))
+        pred = keras.activations.get(OUTPUT_ACTIVATIONS[self.bucket.task])(flat)
+        targets = ops.tile(y, (k,) + (1,) * (len(y.shape) - 1))
+        fn = (METRIC_FUNCTIONS if metric else LOSS_FUNCTIONS)[self.bucket.task]
+        return ops.reshape(ops.cast(fn(targets, pred), "float32"), (k, b))
+
+    def penalty(self) -> Any:
+        """Per-slot kernel penalty ``[K]``: ``l1 * sum|W| + l2 * sum W²`` over the hidden kernels
+        (Keras' L1, L2 and L1L2 regularizers; the output layer has none, as in models.py)."""
+        total = None
+        for kernel in self.kernels:
+            term = ops.add(ops.multiply(self.l1, ops.sum(ops.abs(kernel), axis=(1, 2))),
+                           ops.multiply(self.l2, ops.sum(ops.square(kernel), axis=(1, 2))))
+            total = term if total is None else ops.add(total, term)
+        return total
+
+    # -- slots as numpy ------------------------------------------------------------------------------
+    def weight_list(self) -> list[Any]:
+        """The trainable weights in Keras' ``get_weights`` order of a Sequential MLP."""
+        return [v for pair in zip(self.kernels, self.biases) for v in pair] + [self.out_kernel, self.out_bias]
+
+    def slot_variables(self) -> list[Any]:
+        """The variables a trial's values go into (see :meth:`slot_values`)."""
+        return [*self.weight_list(), self.depth_mask, self.width_mask, self.l1, self.l2, self.rate]
+
+    def slot_values(self, weights: list[np.ndarray], *, depth: int, width: int, l1: float, l2: float,
+                    dropout: float) -> list[np.ndarray]:
+        """One slot's row of each of :meth:`slot_variables` for a trial: its real-shape weights
+        (``get_weights`` order of its Sequential, zero-padded to the bucket) and its per-slot values."""
+        masks = [(np.arange(self.bucket.depth) < depth).astype("float32"),
+                 (np.arange(self.bucket.width) < width).astype("float32")]
+        return [*pad_weights(self.bucket, weights, depth), *masks, *(np.float32(v) for v in (l1, l2, dropout))]
+
+    def read_slot(self, slot: int, variables: list[Any], *, depth: int, width: int) -> list[np.ndarray]:
+        """The real-shape weights of ``slot`` from ``variables`` (this layer's weights or a copy of them)."""
+        out: list[np.ndarray] = []
+        for i in range(depth):
+            rows = self.bucket.input_dim if i == 0 else width
+            out += [np.asarray(variables[2 * i][slot])[:rows, :width], np.asarray(variables[2 * i + 1][slot])[:width]]
+        out += [np.asarray(variables[-2][slot])[:width], np.asarray(variables[-1][slot])]
+        return out
+
+
+def set_slot(variable: Any, slot: int, value: Any) -> None:
+    """Overwrite ``variable[slot]`` (the whole slot row) with ``value``."""
+    update = ops.expand_dims(ops.convert_to_tensor(np.asarray(value, dtype="float32")), 0)
+    variable.assign(ops.scatter_update(variable, [[slot]], update))
+
+
+def pad_weights(bucket: Bucket, weights: list[np.ndarray], depth: int) -> list[np.ndarray]:
+    """Real-shape ``[k0, b0, ..., k_out, b_out]`` zero-padded to the bucket's slot shapes."""
+    w = bucket.width
+    padded: list[np.ndarray] = []
+    for i in range(bucket.depth):
+        kernel = np.zeros((bucket.input_dim if i == 0 else w, w), "float32")
+        bias = np.zeros((w,), "float32")
+        if i < depth:
+            real_kernel, real_bias = weights[2 * i], weights[2 * i + 1]
+            kernel[:real_kernel.shape[0], :real_kernel.shape[1]] = real_kernel
+            bias[:real_bias.shape[0]] = real_bias
+        padded += [kernel, bias]
+    out_kernel = np.zeros((w, bucket.units), "float32")
+    out_kernel[:weights[-2].shape[0]] = weights[-2]
+    return padded + [out_kernel, np.asarray(weights[-1], "float32")]
+
+
+class SlotOptimizer:
+    """Adam, RMSprop or SGD (Keras' defaults and update formulas) applied to stacked weights, with a
+    learning rate, clipnorm and step count per slot (Adam's bias correction counts each slot's own
+    steps). Only active slots move; :meth:`slot_values` is a slot's fresh state for a new trial."""
+
+    BETA_1, BETA_2, RHO, EPSILON = 0.9, 0.999, 0.9, 1e-7
+
+    def __init__(self, layer: StackedMLP) -> None:
+        self.layer, self.kind = layer, layer.bucket.optimizer
+        self.variables = layer.weight_list()
+        k = layer.slots
+
+        def state(name: str, shape: tuple[int, ...]) -> Any:
+            return keras.Variable(np.zeros(shape, "float32"), trainable=False, name=name)
+
+        self.learning_rate, self.clipnorm = state("learning_rate", (k,)), state("clipnorm", (k,))
+        self.steps, self.active = state("steps", (k,)), state("active", (k,))
+        slots = {"adam": ("m", "v"), "rmsprop": ("v",), "sgd": ()}[self.kind]
+        self.slots = {name: [state(f"{name}_{i}", tuple(v.shape)) for i, v in enumerate(self.variables)]
+                      for name in slots}
+
+    def slot_variables(self) -> list[Any]:
+        """The per-slot variables a new trial resets (see :meth:`slot_values`)."""
+        return [self.learning_rate, self.clipnorm, self.steps, self.active,
+                *(variable for states in self.slots.values() for variable in states)]
+
+    def slot_values(self, *, learning_rate: float, clipnorm: float | None) -> list[np.ndarray]:
+        """One slot's row of each of :meth:`slot_variables` for a new trial: zero state, zero steps."""
+        state = [np.zeros(v.shape[1:], "float32") for states in self.slots.values() for v in states]
+        return [np.float32(learning_rate), np.float32(clipnorm or 0.0), np.float32(0.0), np.float32(1.0), *state]
+
+    def _clip(self, gradient: Any) -> Any:
+        """Keras' per-weight ``clipnorm`` (``clip_by_norm``), per slot; slots with clipnorm 0 are not clipped."""
+        rank = len(gradient.shape)
+        axes = tuple(range(1, rank))
+        clip = _per_slot(self.clipnorm, rank)
+        l2sum = ops.sum(ops.square(gradient), axes, keepdims=True)
+        positive = l2sum > 0
+        l2norm = ops.where(positive, ops.sqrt(ops.where(positive, l2sum, ops.ones_like(l2sum))), l2sum)
+        clipped = ops.divide(ops.multiply(gradient, clip), ops.maximum(l2norm, clip))
+        return ops.where(clip > 0, clipped, gradient)
+
+    def apply(self, gradients: list[Any]) -> None:
+        """One step for every active slot (call inside the compiled step)."""
+        lr = self.learning_rate
+        if self.kind == "adam":
+            local_step = ops.add(self.steps, 1.0)
+            beta_1_power = ops.power(ops.cast(self.BETA_1, "float32"), local_step)
+            beta_2_power = ops.power(ops.cast(self.BETA_2, "float32"), local_step)
+            alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        for i, (gradient, variable) in enumerate(zip(gradients, self.variables)):
+            rank = len(variable.shape)
+            if self.layer.bucket.clipnorm:
+                gradient = self._clip(gradient)
+            active = _per_slot(self.active, rank)
+            if self.kind == "adam":
+                m, v = self.slots["m"][i], self.slots["v"][i]
+                m.assign_add(ops.multiply(ops.subtract(gradient, m), 1 - self.BETA_1))
+                v.assign_add(ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.BETA_2))
+                step = ops.divide(ops.multiply(m, _per_slot(alpha, rank)), ops.add(ops.sqrt(v), self.EPSILON))
+            elif self.kind == "rmsprop":
+                v = self.slots["v"][i]
+                v.assign(ops.add(ops.multiply(self.RHO, v), ops.multiply(1 - self.RHO, ops.square(gradient))))
+                step = ops.divide(ops.multiply(_per_slot(lr, rank), gradient), ops.sqrt(ops.add(v, self.EPSILON)))
+            else:
+                step = ops.multiply(gradient, _per_slot(lr, rank))
+            variable.assign_sub(ops.multiply(step, active))
+        self.steps.assign_add(self.active)

@@ -1,0 +1,231 @@
+"""The stacked-slot engine against plain Keras: a trial trained in a slot gives the curves, best
+epoch and epochs of its real-shape ``Sequential`` trained alone with ``model.fit`` on the same
+batches (``shuffle=False``) from the same initial weights, within 1e-5 (float32).
+
+Dropout: the engine draws its masks from its own generator, so exactness is tested with
+dropout 0 and dropout > 0 with a statistical test (training-mode loss over many mask draws).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from regsweep.data import from_arrays, make_rings  # noqa: E402
+from regsweep.space import TrialConfig  # noqa: E402
+
+TOL = 1e-5
+
+
+def _config(regularizer="none", lam=0.0, depth=1, width=8, patience=2, *, max_epochs=8, lr=0.05,
+            optimizer="adam", clipnorm=None, dropout=0.0) -> TrialConfig:
+    return TrialConfig(regularizer, lam, dropout, depth, width, patience, max_epochs=max_epochs, batch_size=32,
+                       optimizer=optimizer, learning_rate=lr, clipnorm=clipnorm)
+
+
+def _reference(config, data, seed):
+    """The plain Keras run: train_config's model and seed rule, fit on the batches in order."""
+    from regsweep.models import build_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(config, data)
+    stop = keras.callbacks.EarlyStopping(monitor="val_data_loss", patience=config.patience, restore_best_weights=True)
+    history = model.fit(data.x_train, data.y_train, batch_size=config.batch_size, epochs=config.max_epochs,
+                        shuffle=False, validation_data=(data.x_val, data.y_val), callbacks=[stop], verbose=0)
+    return history.history, model
+
+
+def _engine(data, configs, *, slots, depth, width, seeds=None, **bucket_options):
+    """Train ``configs`` through one trainer of ``slots`` slots (refilled in order); results by index."""
+    from regsweep.engine import Bucket, SlotRequest, SlotTrainer
+
+    options = {"optimizer": configs[0].optimizer, "dropout": False, **bucket_options}
+    bucket = Bucket(int(np.prod(data.input_shape)), depth, width, data.output_units, data.task, **options)
+    trainer = SlotTrainer(bucket, data, slots=slots, batch_size=32)
+    queue = [SlotRequest(c, seed=(seeds or range(100, 200))[i], tag=i) for i, c in enumerate(configs)]
+    results, exported, order = {}, {}, []
+
+    def on_finished(slot, result):
+        results[result.request.tag] = result
+        order.append((trainer.epochs_run, slot))
+        if result.weights is not None:
+            exported[result.request.tag] = trainer.export(slot)
+
+    trainer.run(lambda: queue.pop(0) if queue else None, on_finished)
+    return trainer, results, exported, order
+
+
+def _compare(config, data, seed, result, exported=None):
+    history, model = _reference(config, data, seed)
+    for ours, theirs in ((result.val_curve, "val_data_loss"), (result.train_curve, "data_loss"),
+                         (result.loss_curve, "loss"), (result.val_metric_curve, "val_metric")):
+        assert len(ours) == len(history[theirs])
+        np.testing.assert_allclose(ours, history[theirs], rtol=0, atol=TOL, err_msg=theirs)
+    best = int(np.argmin(history["val_data_loss"])) + 1
+    assert result.best_epoch == best
+    assert result.epochs == len(history["val_data_loss"])
+    if exported is not None:  # a plain Sequential of the real shape holding the restored best weights
+        assert [w.shape for w in exported.get_weights()] == [w.shape for w in model.get_weights()]
+        for ours, theirs in zip(exported.get_weights(), model.get_weights()):
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=TOL)
+        logs = exported.evaluate(data.x_val, data.y_val, verbose=0, return_dict=True)
+        assert abs(logs["data_loss"] - result.val_loss) < TOL
+    return history
+
+
+@pytest.mark.parametrize("config", [_config("l2", 1e-3, depth=3, width=7, dropout=0.3),
+                                    _config("l1_l2", 1e-3, depth=1, width=16),
+                                    _config("none", 0.0, depth=2, width=5, dropout=0.1, clipnorm=1.0)])
+def test_initial_weights_are_build_models(config):
+    """The slot's initial weights equal those of build_model after set_random_seed (train_config's rule)."""
+    from regsweep.engine import initial_weights
+    from regsweep.models import build_model
+
+    for data in (make_rings(n=60, seed=0), from_arrays(np.eye(12, 5) @ np.ones((5, 5)), np.arange(12) % 3, seed=0)):
+        ours = initial_weights(config, data, seed=11)
+        keras.utils.set_random_seed(11)
+        theirs = build_model(config, data).get_weights()
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(initial_weights(config, data, seed=12)[0], ours[0])
+
+
+@pytest.fixture(scope="module")
+def rings():
+    return make_rings(n=150, seed=1)
+
+
+@pytest.fixture(scope="module")
+def adam_run(rings):
+    """Every regularizer kind, depth 1..3, widths 3..16 in a depth-3 width-16 bucket; 3 slots refilled."""
+    configs = [
+        _config("none", 0.0, depth=1, width=3, patience=1, lr=0.1),
+        _config("l1", 1e-3, depth=2, width=16, patience=1),
+        _config("l2", 1e-2, depth=3, width=9, patience=2),
+        _config("l1_l2", 1e-3, depth=2, width=5, patience=1, lr=0.1),
+        _config("l2", 3e-3, depth=1, width=12, patience=0, max_epochs=5),
+        _config("l1", 1e-2, depth=3, width=16, patience=3, lr=0.02),
+    ]
+    return configs, _engine(rings, configs, slots=3, depth=3, width=16)
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_adam_slot_equals_model_fit(rings, adam_run, index):
+    configs, (_, results, exported, _) = adam_run
+    _compare(configs[index], rings, 100 + index, results[index], exported.get(index))
+
+
+def test_refills_happen_mid_run_without_retracing(adam_run):
+    configs, (trainer, results, _, order) = adam_run
+    assert len(results) == len(configs) == 6
+    assert order[0][0] < max(epoch for epoch, _ in order)  # slots finished at different epochs and were refilled
+    assert {r.reason for r in results.values()} >= {"patience"}  # early stopping really ended some trials
+    assert trainer.tracing_count == 1
+
+
+def test_rmsprop_with_clipnorm_per_slot(rings):
+    configs = [_config("l2", 1e-3, depth=2, width=8, optimizer="rmsprop", lr=0.02, clipnorm=0.05, max_epochs=5),
+               _config("l1", 1e-3, depth=1, width=6, optimizer="rmsprop", lr=0.02, clipnorm=None, max_epochs=5),
+               _config("none", 0.0, depth=2, width=4, optimizer="rmsprop", lr=0.02, clipnorm=1.0, max_epochs=5)]
+    _, results, exported, _ = _engine(rings, configs, slots=3, depth=2, width=8, clipnorm=True)
+    for i, config in enumerate(configs):
+        _compare(config, rings, 100 + i, results[i], exported.get(i))
+
+
+def test_sgd_regression(rings):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(150, 3)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=150)).astype("float32")
+    data = from_arrays(x, y, task="regression", seed=0)
+    configs = [_config("l2", 1e-3, depth=2, width=8, optimizer="sgd", lr=0.01, max_epochs=6),
+               _config("l1_l2", 1e-4, depth=1, width=4, optimizer="sgd", lr=0.02, max_epochs=6)]
+    _, results, exported, _ = _engine(data, configs, slots=2, depth=2, width=8)
+    for i, config in enumerate(configs):
+        _compare(config, data, 100 + i, results[i], exported.get(i))
+
+
+def test_adam_multiclass():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(150, 4)).astype("float32")
+    y = np.argmax(x[:, :3] + 0.3 * rng.normal(size=(150, 3)), axis=1)
+    data = from_arrays(x, y, task="multiclass", seed=0)
+    configs = [_config("l1", 1e-3, depth=2, width=7, max_epochs=6, lr=0.05),
+               _config("none", 0.0, depth=1, width=8, max_epochs=6, lr=0.05)]
+    _, results, exported, _ = _engine(data, configs, slots=2, depth=2, width=8)
+    for i, config in enumerate(configs):
+        _compare(config, data, 100 + i, results[i], exported.get(i))
+
+
+def test_a_wrong_lambda_is_detected(rings):
+    """The comparison can fail: the same run with λ x 3 in the slot is far from the reference."""
+    config = _config("l1", 3e-3, depth=2, width=8, max_epochs=4, patience=5)
+    wrong = dataclasses.replace(config, lam=config.lam * 3)
+    _, results, _, _ = _engine(rings, [wrong], slots=1, depth=2, width=8)
+    with pytest.raises(AssertionError):
+        _compare(config, rings, 100, results[0])
+
+
+def test_nan_and_external_prune_stop_one_slot(rings):
+    from regsweep.engine import Bucket, SlotRequest, SlotTrainer
+
+    trainer = SlotTrainer(Bucket(2, 2, 8, 1, "binary", dropout=False), rings, slots=2, batch_size=32)
+    blowing_up = _config("l2", 1e-1, depth=2, width=8, lr=1e30, max_epochs=8)
+    steady = _config("none", 0.0, depth=1, width=8, lr=0.01, max_epochs=8, patience=8)
+    queue = [SlotRequest(blowing_up, 1, "nan"), SlotRequest(steady, 2, "pruned")]
+    results = {}
+    trainer.run(lambda: queue.pop(0) if queue else None, lambda slot, r: results.__setitem__(r.request.tag, r),
+                on_epoch=lambda slot, epoch, logs: slot == 1 and epoch == 2)
+    assert results["nan"].reason == "nan" and results["nan"].state == "failed" and results["nan"].weights is None
+    assert results["pruned"].reason == "pruned" and results["pruned"].epochs == 3
+    assert results["pruned"].weights is not None
+
+
+def test_a_config_outside_its_bucket_is_refused(rings):
+    from regsweep.engine import Bucket, EngineError, SlotTrainer
+
+    trainer = SlotTrainer(Bucket(2, 2, 8, 1, "binary", dropout=False), rings, slots=1, batch_size=32)
+    for config in (_config(width=9), _config(depth=3), _config(dropout=0.2), _config(optimizer="sgd"),
+                   dataclasses.replace(_config(), batch_norm=True)):
+        with pytest.raises(EngineError):
+            trainer.assign(0, config)
+
+
+def _dropout_losses(rate_engine, rate_keras, draws=300):
+    """Training-mode data losses over ``draws`` dropout masks: the engine's slot and Keras' model
+    (same initial weights, one batch)."""
+    from regsweep.engine import Bucket, SlotTrainer
+    from regsweep.models import build_model
+
+    data = make_rings(n=150, seed=1)
+    config = _config("none", 0.0, depth=2, width=16, dropout=rate_keras)
+    keras.utils.set_random_seed(7)
+    model = build_model(config, data)
+    trainer = SlotTrainer(Bucket(2, 2, 16, 1, "binary", dropout=True), data, slots=1, batch_size=32, dropout_seed=3)
+    trainer.assign(0, dataclasses.replace(config, dropout=rate_engine), seed=7)
+    x, y = data.x_train[:64], data.y_train[:64]
+    import tensorflow as tf
+
+    layer, loss = trainer.layer, keras.losses.BinaryCrossentropy()
+    engine_loss = tf.function(lambda: keras.ops.mean(layer.per_sample(layer.call(x, training=True), y)))
+    keras_loss = tf.function(lambda: loss(y, model(x, training=True)))
+    return (np.array([float(engine_loss()) for _ in range(draws)]),
+            np.array([float(keras_loss()) for _ in range(draws)]))
+
+
+def _z_score(a, b):
+    return abs(a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+
+
+def test_dropout_matches_keras_statistically():
+    """Different generators, same distribution: the mean (z < 4) and the spread (ratio within
+    0.8-1.25) of the training-mode loss over 300 masks agree; a wrong rate in the engine fails it."""
+    def same_distribution(ours, theirs):
+        return _z_score(ours, theirs) < 4 and 0.8 < ours.std() / theirs.std() < 1.25
+
+    assert same_distribution(*_dropout_losses(0.3, 0.3))
+    assert not same_distribution(*_dropout_losses(0.1, 0.3))
