@@ -33,26 +33,24 @@ class Parser(argparse.ArgumentParser):
         raise SettingsError(f"{self.prog}: {message}")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
+def _whole_number_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a whole number >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {value}; allowed: a whole number >= 1")
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a whole number >= {low}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"got {value}; allowed: a whole number >= {low}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    return _whole_number_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a whole number >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"got {value}; allowed: a whole number >= 0")
-    return value
+    return _whole_number_at_least(text, 0)
 
 
 def tolerance_arg(text: str) -> float:
