@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -78,6 +79,38 @@ def test_default_workers_and_threads_follow_the_cpu_affinity():
     workers, threads, cpu_count = map(int, out.stdout.split())
     assert (workers, threads) == (1, 1)
     assert cpu_count == os.cpu_count()  # os.cpu_count() alone would have said this many
+
+
+def test_default_workers_and_threads_follow_a_cgroup_cpu_quota(tmp_path):
+    """A real CFS quota of one CPU, seen the way a container sees its own cgroup (a child cgroup
+    bind-mounted over the cpu controller in a private mount namespace): 1 worker, 1 thread."""
+    import shutil
+    import uuid
+
+    controller = Path("/sys/fs/cgroup/cpu")
+    if os.geteuid() != 0 or not shutil.which("unshare") or not (controller / "cpu.cfs_quota_us").exists():
+        pytest.skip("needs root, unshare and a cgroup v1 cpu controller to make a real CPU quota")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("a one-CPU quota is only visible on a machine with more CPUs")
+    group = controller / f"regsweep-test-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot create a cgroup here: {exc}")
+    try:
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text("100000")  # one CPU's worth of time
+        code = ("import os; from regsweep.settings import SweepSettings, default_workers; "
+                "print(default_workers(), SweepSettings(workers=1).threads, os.cpu_count())")
+        script = (f"echo $$ > {group}/cgroup.procs && mount --bind {group} {controller} && "
+                  f"exec {sys.executable} -c '{code}'")
+        out = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    finally:
+        group.rmdir()
+    workers, threads, cpu_count = map(int, out.stdout.split())
+    assert (workers, threads) == (1, 1)
+    assert cpu_count == os.cpu_count()  # the host's count, which os.cpu_count() alone would have used
 
 
 @pytest.mark.parametrize(("name", "cls"), [("none", optuna.pruners.NopPruner), ("median", optuna.pruners.MedianPruner),

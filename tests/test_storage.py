@@ -113,3 +113,32 @@ def test_owner_tags_tell_live_workers_from_dead_ones_across_namespaces_and_pid_r
     failed = fail_orphaned_trials(study)
     assert sorted(numbers[n] for n in failed) == ["dead", "legacy dead", "pid reused"]
     assert str(os.getpid()) == pid
+
+
+def test_a_retry_is_not_failed_twice(sqlite_url):
+    """The WAITING retry of a dead worker's trial carries no owner tag (Optuna copies system
+    attributes), so while a worker is asking it, before it writes its own tag, nobody fails it again."""
+    import subprocess
+    import sys
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from regsweep.lifecycle import FAIL_REASON, OWNER_ATTR, fail_orphaned_trials, owner_tag
+    from regsweep.storage import make_storage
+
+    study = optuna.create_study(study_name="retry", storage=make_storage(sqlite_url))
+    where, _, _ = owner_tag().rpartition(":")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    first = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study._storage.set_trial_system_attr(first._trial_id, OWNER_ATTR, f"{where}:{dead.stdout.strip()}")
+
+    assert fail_orphaned_trials(study) == [first.number]
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert OWNER_ATTR not in waiting.system_attrs
+    assert waiting.user_attrs["retry_of"] == first.number and FAIL_REASON not in waiting.user_attrs
+    retried = study.ask()  # a worker takes the retry: RUNNING, its own tag not written yet
+    assert retried.number == waiting.number and retried.params == first.params
+    assert fail_orphaned_trials(study) == []
+    assert study._storage.get_trial(retried._trial_id).state == TrialState.RUNNING
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.RUNNING]
