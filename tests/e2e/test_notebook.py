@@ -8,7 +8,8 @@ import pytest
 from readme_example import tiny_readme_api_example
 from sweep_process import env
 
-from regsweep.storage import OWNER_ATTR, count_states, load_study
+from regsweep.lifecycle import OWNER_ATTR
+from regsweep.storage import count_states, load_study
 
 pytestmark = pytest.mark.slow
 
