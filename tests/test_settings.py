@@ -17,7 +17,7 @@ def _unusual(tmp_path) -> SweepSettings:
                          out=str(tmp_path / "out"), pruner="hyperband", sampler="random", recycle_after=5,
                          max_failures_in_a_row=4, progress=False, threads_per_worker=2, backend="dask",
                          scheduler="tcp://127.0.0.1:8786", repeats=2, keep_top=1, pack="auto",
-                         objectives=("val_loss",))
+                         objectives=("val_loss",), artifacts=str(tmp_path / "shared-artifacts"))
 
 
 def test_settings_survive_a_json_round_trip(tmp_path):
@@ -35,11 +35,14 @@ def test_the_study_record_holds_the_recorded_settings_and_overrides_win(tmp_path
     settings = _unusual(tmp_path)
     record = settings.record()
     assert record == {"total": 7, "seed": 11, "pruner": "hyperband", "sampler": "random", "repeats": 2,
-                      "keep_top": 1, "objectives": ["val_loss"]}
+                      "keep_top": 1, "objectives": ["val_loss"],
+                      "artifacts": str((tmp_path / "shared-artifacts").resolve())}
     assert set(record) == set(RECORDED.values())
+    assert "artifacts" not in SweepSettings().record()  # no folder given: the study keeps what it recorded
     back = SweepSettings.from_record({**record, "space": {}, "version": "x"}, study="s1", workers=2, trials=9)
     assert (back.trials, back.seed, back.sampler, back.pruner, back.repeats, back.keep_top, back.workers) == \
         (9, 11, "random", "hyperband", 2, 1, 2)
+    assert back.artifacts == settings.artifacts
     assert SweepSettings.from_record({"total": 4}).seed == 0  # older records: missing settings take defaults
 
 
