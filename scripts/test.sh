@@ -3,7 +3,8 @@
 #   - Debian packages: PostgreSQL server (tests start a throwaway cluster on 127.0.0.1) and Chromium
 #     (the dashboard screenshot test), installed with apt-get when missing and when running as root;
 #   - Python packages: this project with its [test] extra (pytest, PostgreSQL driver, Dask);
-#   - pytest over tests/, failing when no test ran (pytest exit code 5).
+#   - pytest over tests/ in two test processes (pytest-xdist: while one test waits on its sweep's
+#     worker processes the other core runs another test), failing when no test ran (exit code 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,7 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test]" </dev/null
 
 set +e
-python3 -m pytest "$@" </dev/null
+python3 -m pytest --numprocesses 2 "$@" </dev/null
 status=$?
 set -e
 if [ "$status" = 5 ]; then
