@@ -8,7 +8,7 @@ import pytest
 
 from regsweep.data import from_arrays, make_rings
 from regsweep.models import build_model, count_params, dense_kernels, kernel_norms
-from regsweep.objective import NonFiniteLossError, train_config
+from regsweep.objective import NonFiniteLossError, train_config, validation_logs
 from regsweep.space import TrialConfig
 
 
@@ -94,3 +94,21 @@ def test_non_finite_loss_raises():
     data = from_arrays(np.random.default_rng(0).normal(size=(64, 2)) * 1e4, np.linspace(0, 1e4, 64))
     with pytest.raises(NonFiniteLossError, match="non-finite loss"):
         train_config(_config(regularizer="none", lam=0.0, learning_rate=1e6, optimizer="sgd", max_epochs=5), data)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_validation_computed_outside_fit_equals_keras_evaluate(task):
+    # train_config validates each epoch eagerly (no traced test function per model): the curve it
+    # records, early stopping's restored weights and Keras' own evaluate must agree.
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(150, 3))
+    y = {"binary": (x[:, 0] > 0).astype(int), "multiclass": np.argmax(x, axis=1),
+         "regression": x @ np.array([1.0, -2.0, 0.5])}[task]
+    data = from_arrays(x, y, task=task, seed=0)
+    result = train_config(_config(max_epochs=6, patience=2), data, seed=3, keep_model=True)
+    scores = result.model.evaluate(data.x_val, data.y_val, batch_size=4096, return_dict=True, verbose=0)
+    assert result.val_loss == pytest.approx(scores["data_loss"], rel=1e-6)
+    assert result.val_metric == pytest.approx(scores["metric"], rel=1e-6)
+    in_small_batches = validation_logs(result.model, data, batch_size=7)
+    assert in_small_batches["val_data_loss"] == pytest.approx(scores["data_loss"], rel=1e-5)
+    assert in_small_batches["val_metric"] == pytest.approx(scores["metric"], rel=1e-5)
