@@ -250,7 +250,7 @@ def _save_artifacts(study: optuna.Study, trial: optuna.Trial, result: TrainResul
 def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int,
               slots: int = DEFAULT_SLOTS, seed: int = 0, keep_top: int | None = 3, share: int = 1,
               stop: StopRequest | None = None, max_failures_in_a_row: int = 10,
-              on_trial: Callable[[], None] | None = None) -> int:
+              on_trial: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None) -> int:
     """Claim and train trials as refillable engine slots until ``study`` has ``total`` finished
     trials (or a stop), with at most ``slots`` trials open at once; returns the trials this call ran.
 
@@ -264,6 +264,8 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
         stop: soft stop: claim no more, finish the open trials; stop-now: fail the open
             trials, queue their retries and raise :class:`~regsweep.stopping.TrialInterrupted`.
         on_trial: called after each epoch in which a trial ended.
+        on_epoch: called after each epoch with the number of epochs run so far (before the
+            stop-now check, so it may request one).
 
     Raises:
         EngineError: the dataset has folds, which the engine does not train yet.
@@ -276,13 +278,17 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
                        stop=stop if stop is not None else StopRequest(), max_failures_in_a_row=max_failures_in_a_row)
     with heartbeat(study, sweep.beating):
         try:
+            epochs = 0
             sweep.fill()
             while sweep.open:
                 before = sweep.ran
                 sweep.epoch()
-                sweep.stop.check_now()
+                epochs += 1
                 if sweep.ran != before and on_trial is not None:
                     on_trial()
+                if on_epoch is not None:
+                    on_epoch(epochs)
+                sweep.stop.check_now()
                 sweep.fill()
         except (TrialInterrupted, KeyboardInterrupt):
             sweep.fail_open("interrupted", retry=True)
