@@ -129,3 +129,21 @@ def test_unsupported_options_train_alone_through_keras(tiny_rings, sqlite_url):
     assert run_slots(study, space, tiny_rings, total=2, slots=2) == 2
     assert count_states(study)["COMPLETE"] == 2
     assert [t.user_attrs["engine"] for t in study.trials] == ["keras", "keras"]
+
+
+def test_nan_trials_fail_counted_and_stop_claims_after_failures_in_a_row(tiny_rings, sqlite_url):
+    """A learning rate of 1e30 blows every trial up: FAIL with NonFiniteLossError recorded
+    (counted as failures), and no trial is claimed after max_failures_in_a_row."""
+    from regsweep.lifecycle import NOT_COUNTED
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+
+    space = SearchSpace(lam=(1e-1, 1e-1), depth=(2, 2), width=(8, 8), patience=(2, 2), max_epochs=6, batch_size=32,
+                        learning_rate=(1e30, 1e30))
+    study = _study(sqlite_url, space, tiny_rings, "nan", total=5)
+    assert run_slots(study, space, tiny_rings, total=5, slots=2, max_failures_in_a_row=2) == 2
+    counts = count_states(study)
+    assert counts["FAIL"] == 2 and counts["finished"] == 0 and counts["RUNNING"] == 0 and len(study.trials) == 2
+    for trial in study.trials:
+        assert trial.user_attrs["slot_stop"] == "nan" and NOT_COUNTED not in trial.user_attrs
+        assert trial.user_attrs["fail_reason"].startswith("NonFiniteLossError: non-finite loss at epoch")
