@@ -11,15 +11,17 @@ import pytest
 from regsweep.space import SearchSpace
 
 
-def _study(url: str, space: SearchSpace, data, name: str, *, pruner=None, total: int = 6):
+def _study(url: str, space: SearchSpace, data, name: str, *, pruner=None, total: int = 6,
+           objectives: tuple[str, ...] = ("val_loss",)):
     import optuna
 
     from regsweep.runner import study_metadata
     from regsweep.settings import SweepSettings
     from regsweep.storage import open_study
 
-    settings = SweepSettings(study=name, storage=url, trials=total)
-    study = open_study(url, name, meta=study_metadata(space, data, settings, None))
+    settings = SweepSettings(study=name, storage=url, trials=total, objectives=objectives)
+    study = open_study(url, name, meta=study_metadata(space, data, settings, None),
+                       directions=["minimize"] * len(objectives))
     study.sampler = optuna.samplers.RandomSampler(seed=0)
     study.pruner = pruner if pruner is not None else optuna.pruners.NopPruner()
     return study
@@ -147,3 +149,22 @@ def test_nan_trials_fail_counted_and_stop_claims_after_failures_in_a_row(tiny_ri
     for trial in study.trials:
         assert trial.user_attrs["slot_stop"] == "nan" and NOT_COUNTED not in trial.user_attrs
         assert trial.user_attrs["fail_reason"].startswith("NonFiniteLossError: non-finite loss at epoch")
+
+
+def test_multi_objective_study_uses_the_peer_rule_and_tells_every_objective(tiny_rings, sqlite_url):
+    """Two objectives: complete trials are told [val_loss, n_params]; the peer rule (not Optuna's
+    pruner) judges the slots, so no intermediate value is reported; exact total."""
+    import optuna
+
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+
+    space = SearchSpace(depth=(1, 2), width=(2, 8), patience=(2, 3), max_epochs=5, batch_size=32)
+    study = _study(sqlite_url, space, tiny_rings, "multi", pruner=optuna.pruners.MedianPruner(), total=6,
+                   objectives=("val_loss", "n_params"))
+    assert run_slots(study, space, tiny_rings, total=6, slots=2, keep_top=None) == 6
+    assert count_states(study)["finished"] == 6 and len(study.trials) == 6
+    for trial in study.trials:
+        assert not trial.intermediate_values
+        if trial.state.name == "COMPLETE":
+            assert trial.values == [trial.user_attrs["val_loss"], trial.user_attrs["n_params"]]
