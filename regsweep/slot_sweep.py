@@ -1,0 +1,303 @@
+"""A worker's sweep on the stacked-slot engine: trials train as refillable slots (issue 14, in progress).
+
+:func:`run_slots` keeps up to ``slots`` claimed trials training at once, each in a slot of a
+:class:`regsweep.engine.SlotTrainer` of its shape bucket (one trainer per bucket, built on first
+use and reused for the whole run). Per free slot it claims one trial through
+:func:`regsweep.lifecycle.claim_trials` (owner tag, exact totals), samples its configuration
+(:func:`regsweep.space.suggest`) and assigns it. After every epoch each running trial's
+validation data loss is reported to Optuna's pruner (or judged by
+:class:`regsweep.pareto.PeerPruner` in a multi-objective study), as ``objective.train_config``
+does. A trial that stops is recorded (the attributes of :func:`regsweep.objective.record_result`,
+measured on the exported real-shape Keras model), its artifacts saved and told through
+:func:`regsweep.lifecycle.tell_result` / :func:`~regsweep.lifecycle.tell_failure` (NaN: FAIL),
+then its slot is refilled before the next epoch.
+
+Configurations no bucket serves (:func:`regsweep.engine.unsupported`) train alone through
+:func:`regsweep.objective.objective` while the slots wait. Stop requests are checked between
+epochs: a soft stop claims no more trials but finishes the running ones; a stop-now fails the
+open trials, queues their retries and raises :class:`~regsweep.stopping.TrialInterrupted`.
+
+Importing this module does not import TensorFlow (the engine is imported inside :func:`run_slots`).
+
+Example:
+    >>> run_slots(study, space, dataset, total=60, slots=16)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from regsweep.lifecycle import DropIfEnded, claim_trials, failures_in_a_row, heartbeat, tell_failure, tell_result
+from regsweep.stopping import StopRequest, TrialInterrupted
+
+if TYPE_CHECKING:
+    import optuna
+
+    from regsweep.data import Dataset
+    from regsweep.engine import Bucket, SlotResult, SlotTrainer
+    from regsweep.objective import TrainResult
+    from regsweep.space import SearchSpace, TrialConfig
+
+_logger = logging.getLogger(__name__)
+
+ENGINE_ATTR = "engine"  # user attribute: "slots" for a trial trained in a slot, "keras" for the fallback
+DEFAULT_SLOTS = 8
+
+
+def train_result(result: SlotResult, model: Any, dataset: Dataset, *, keep_model: bool) -> TrainResult:
+    """The :class:`~regsweep.objective.TrainResult` of a finished slot, measured as ``train_config``
+    measures: ``model`` is the slot's exported real-shape Keras model (its best weights), which
+    :func:`regsweep.objective.finish_result` uses for the inference-mode train loss and the
+    validation scores."""
+    from regsweep.models import count_params, dense_kernels, kernel_norms
+    from regsweep.objective import TrainResult, finish_result
+
+    weight_l1, weight_l2 = kernel_norms(dense_kernels(model))
+    best = result.best_epoch
+    train = TrainResult(
+        val_loss=result.val_loss, train_loss=result.train_curve[best - 1], val_metric=result.val_metric,
+        best_epoch=best, epochs=result.epochs, n_params=count_params(model), weight_l1=weight_l1,
+        weight_l2=weight_l2, val_curve=list(result.val_curve), train_curve=list(result.train_curve),
+        val_metric_curve=list(result.val_metric_curve), duration=result.seconds,
+    )
+    return finish_result(train, model, dataset, keep_model=keep_model)
+
+
+@dataclass
+class _Open:
+    """A claimed trial while it sits in a slot."""
+
+    trial: optuna.Trial
+    config: TrialConfig
+    trainer: SlotTrainer
+    curve: list[float] = field(default_factory=list)
+    n_params: int = 0
+
+
+class _SlotSweep:
+    """The state of one :func:`run_slots` call: its trainers (one per bucket) and open trials."""
+
+    def __init__(self, study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int, slots: int,
+                 seed: int, keep_top: int | None, share: int, stop: StopRequest,
+                 max_failures_in_a_row: int) -> None:
+        self.study, self.space, self.dataset = study, space, dataset
+        self.total, self.slots, self.seed, self.keep_top, self.share = total, slots, seed, keep_top, share
+        self.stop, self.max_failures = stop, max_failures_in_a_row
+        self.trainers: dict[Bucket, SlotTrainer] = {}
+        self.open: dict[int, _Open] = {}  # by trial number
+        self.beating: list[int] = []  # trial ids the heartbeat thread beats for (updated in place)
+        self.ran = 0
+        self.exhausted = False
+
+    # -- slots ----------------------------------------------------------------------------------------
+    def trainer_for(self, config: TrialConfig) -> SlotTrainer | None:
+        """The trainer of ``config``'s bucket (built on first use), or ``None`` if no bucket serves it."""
+        from regsweep.engine import SlotTrainer, space_buckets, unsupported
+
+        if unsupported(config):
+            return None
+        for bucket in space_buckets(self.space, self.dataset):
+            if not bucket.fits(config):
+                if bucket not in self.trainers:
+                    # Every trainer has `slots` slots and at most `slots` trials are open in all of
+                    # them, so the trainer of any bucket always has a free slot.
+                    self.trainers[bucket] = SlotTrainer(bucket, self.dataset, slots=self.slots,
+                                                        batch_size=self.space.batch_size, shuffle_seed=self.seed)
+                return self.trainers[bucket]
+        return None
+
+    def claim(self) -> optuna.Trial | None:
+        if self.exhausted or self.stop.stopping or failures_in_a_row(self.study) >= self.max_failures:
+            self.exhausted = True
+            return None
+        trials = claim_trials(self.study, self.total, 1, share=self.share)
+        if not trials:
+            self.exhausted = True
+            return None
+        return trials[0]
+
+    def fill(self) -> None:
+        """Claim a trial per free slot (at most ``slots`` open in all) and start it."""
+        from regsweep.space import suggest
+
+        while len(self.open) < self.slots:
+            trial = self.claim()
+            if trial is None:
+                return
+            trial.set_user_attr(ENGINE_ATTR, "slots")
+            config = suggest(trial, self.space)
+            trainer = self.trainer_for(config)
+            if trainer is None:
+                self.train_alone(trial)
+                continue
+            slot = trainer.free_slots()[0]
+            trainer.assign(slot, config, seed=self.seed + trial.number, tag=trial.number)
+            self.open[trial.number] = _Open(trial, config, trainer)
+            self.beating[:] = [o.trial._trial_id for o in self.open.values()]
+
+    def train_alone(self, trial: optuna.Trial) -> None:
+        """A configuration no bucket serves: the one-model path of ``objective.train_config``."""
+        import optuna
+
+        from regsweep.objective import objective, record_worker_rss
+
+        trial.set_user_attr(ENGINE_ATTR, "keras")
+        with heartbeat(self.study, [trial._trial_id]), DropIfEnded(trial):
+            try:
+                try:
+                    value = objective(trial, self.space, self.dataset, seed=self.seed, keep_top=self.keep_top or 0,
+                                      artifacts=self.keep_top is not None, stop=self.stop)
+                finally:
+                    record_worker_rss(trial)
+            except optuna.TrialPruned:
+                tell_result(self.study, trial, pruned=True)
+            except (TrialInterrupted, KeyboardInterrupt):
+                tell_failure(self.study, trial, "interrupted", retry=True)
+                raise
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise
+            except Exception as exc:  # a bad trial must not kill its worker or the sweep
+                _logger.warning("trial %d failed: %s", trial.number, exc)
+                tell_failure(self.study, trial, f"{type(exc).__name__}: {exc}")
+            else:
+                tell_result(self.study, trial, value)
+        self.ran += 1
+
+    # -- epochs ----------------------------------------------------------------------------------------
+    def pruner(self, trainer: SlotTrainer, peers: Any) -> Callable[[int, int, dict[str, float]], bool]:
+        """``on_epoch`` for ``trainer``: report each slot's epoch to its trial; true prunes it.
+        ``peers``: the study's :class:`~regsweep.pareto.PeerPruner` (multi-objective) or ``None``."""
+        from regsweep.models import count_params
+
+        def on_epoch(slot: int, epoch: int, logs: dict[str, float]) -> bool:
+            state = trainer.states[slot]
+            assert state is not None
+            entry = self.open[state.request.tag]
+            entry.curve.append(logs["val_data_loss"])
+            if peers is not None:
+                if not entry.n_params:
+                    entry.n_params = count_params(trainer.export(slot))
+                return peers.should_prune(entry.n_params, entry.curve)
+            entry.trial.report(logs["val_data_loss"], step=epoch)
+            return entry.trial.should_prune()
+
+        return on_epoch
+
+    def finished(self, trainer: SlotTrainer, result: SlotResult) -> None:
+        """Record, save and tell a trial whose slot stopped."""
+        from regsweep.objective import record_result, record_worker_rss, trial_value
+
+        entry = self.open.pop(result.request.tag)
+        self.beating[:] = [o.trial._trial_id for o in self.open.values()]
+        trial, self.ran = entry.trial, self.ran + 1
+        with DropIfEnded(trial):  # another process ended it: drop this trial, train the others
+            record_worker_rss(trial)
+            trial.set_user_attr("slot_stop", result.reason)
+            if result.reason == "nan":
+                reason = (f"NonFiniteLossError: non-finite loss at epoch {result.epochs}: "
+                          f"loss={result.loss_curve[-1]}, val_data_loss={result.val_curve[-1]}")
+                trial.set_user_attr("fail_reason", reason)
+                _logger.warning("trial %d failed: %s", trial.number, reason)
+                tell_failure(self.study, trial, reason)
+                return
+            complete = result.state == "complete"
+            model = trainer.export(result.slot)
+            outcome = train_result(result, model, self.dataset, keep_model=complete and self.keep_top is not None)
+            record_result(trial, outcome)
+            if self.keep_top is not None:
+                _save_artifacts(self.study, trial, outcome, complete, self.keep_top)
+            if complete:
+                if tell_result(self.study, trial, trial_value(self.study, outcome)):
+                    _logger.info("trial %d (slot): val_loss=%.4f after %d epochs", trial.number, outcome.val_loss,
+                                 outcome.epochs)
+            else:
+                tell_result(self.study, trial, pruned=True)
+
+    def epoch(self) -> None:
+        """One epoch of every trainer that holds a running trial; stopped trials are told at once."""
+        from regsweep.pareto import study_peer_pruner
+
+        peers = study_peer_pruner(self.study)  # one snapshot of the study per epoch
+        for trainer in list(self.trainers.values()):
+            if not any(state is not None for state in trainer.states):
+                continue
+            for result in trainer.step(self.pruner(trainer, peers)):
+                self.finished(trainer, result)
+
+    def fail_open(self, reason: str, *, retry: bool) -> None:
+        for entry in list(self.open.values()):
+            tell_failure(self.study, entry.trial, reason, retry=retry)
+        self.open.clear()
+
+
+def _save_artifacts(study: optuna.Study, trial: optuna.Trial, result: TrainResult, complete: bool,
+                    keep_top: int) -> None:
+    """The learning curve (and the model if it enters the top ``keep_top``); never fails the trial."""
+    from regsweep.artifacts import save_learning_curve, save_trial_artifacts
+
+    try:
+        if complete:
+            save_trial_artifacts(study, trial, result.model, result, keep_top=keep_top)
+        else:
+            save_learning_curve(study, trial, result.train_curve, result.val_curve)
+    except Exception:  # an artifact problem (disk, plotting) must not lose the trial's result
+        _logger.warning("trial %d: could not save its artifacts", trial.number, exc_info=True)
+
+
+def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int,
+              slots: int = DEFAULT_SLOTS, seed: int = 0, keep_top: int | None = 3, share: int = 1,
+              stop: StopRequest | None = None, max_failures_in_a_row: int = 10,
+              on_trial: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None) -> int:
+    """Claim and train trials as refillable engine slots until ``study`` has ``total`` finished
+    trials (or a stop), with at most ``slots`` trials open at once; returns the trials this call ran.
+
+    Args:
+        total: the sweep's total; a trial is claimed only while the study is short of it.
+        slots: K, the open trials (every bucket's trainer has K slots).
+        seed: the Keras seed of trial n is ``seed + n`` (as ``objective.objective``); also the
+            seed of the trainers' batch order.
+        keep_top: save the learning curve and, for the best ``keep_top``, the model; ``None``: no artifacts.
+        share: the number of workers (see :func:`regsweep.lifecycle.claim_trials`).
+        stop: soft stop: claim no more, finish the open trials; stop-now: fail the open
+            trials, queue their retries and raise :class:`~regsweep.stopping.TrialInterrupted`.
+        on_trial: called after each epoch in which a trial ended.
+        on_epoch: called after each epoch with the number of epochs run so far (before the
+            stop-now check, so it may request one).
+
+    Raises:
+        EngineError: the dataset has folds, which the engine does not train yet.
+    """
+    from regsweep.engine import EngineError
+
+    if dataset.folds:
+        raise EngineError("stacked engine: cross-validation folds are not trained in slots yet")
+    sweep = _SlotSweep(study, space, dataset, total=total, slots=slots, seed=seed, keep_top=keep_top, share=share,
+                       stop=stop if stop is not None else StopRequest(), max_failures_in_a_row=max_failures_in_a_row)
+    with heartbeat(study, sweep.beating):
+        try:
+            epochs = 0
+            sweep.fill()
+            while sweep.open:
+                before = sweep.ran
+                sweep.epoch()
+                epochs += 1
+                if sweep.ran != before and on_trial is not None:
+                    on_trial()
+                if on_epoch is not None:
+                    on_epoch(epochs)
+                sweep.stop.check_now()
+                sweep.fill()
+        except (TrialInterrupted, KeyboardInterrupt):
+            sweep.fail_open("interrupted", retry=True)
+            raise
+        except Exception as exc:  # a broken trainer must not leave RUNNING trials behind
+            _logger.warning("slots of trials %s failed: %s", sorted(sweep.open), exc)
+            sweep.fail_open(f"{type(exc).__name__}: {exc}", retry=False)
+            raise
+    return sweep.ran
+
+
+__all__ = ["DEFAULT_SLOTS", "ENGINE_ATTR", "run_slots", "train_result"]

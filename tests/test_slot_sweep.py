@@ -1,0 +1,170 @@
+"""Sweeps on the stacked-slot engine (regsweep.slot_sweep.run_slots) with real SQLite studies and
+real Keras training on tiny data: exact totals, refills, pruning, stop requests and resume,
+the saved model reproducing the leaderboard's val_loss, and the fallback for unsupported options."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from regsweep.space import SearchSpace
+
+
+def _study(url: str, space: SearchSpace, data, name: str, *, pruner=None, total: int = 6,
+           objectives: tuple[str, ...] = ("val_loss",)):
+    import optuna
+
+    from regsweep.runner import study_metadata
+    from regsweep.settings import SweepSettings
+    from regsweep.storage import open_study
+
+    settings = SweepSettings(study=name, storage=url, trials=total, objectives=objectives)
+    study = open_study(url, name, meta=study_metadata(space, data, settings, None),
+                       directions=["minimize"] * len(objectives))
+    study.sampler = optuna.samplers.RandomSampler(seed=0)
+    study.pruner = pruner if pruner is not None else optuna.pruners.NopPruner()
+    return study
+
+
+def test_exact_total_with_refills_and_the_best_model_reproduces_val_loss(tiny_rings, tiny_space, sqlite_url):
+    """7 trials through 3 slots: every trial is claimed, recorded and told once, slots are refilled,
+    a second call claims nothing, and load_best_model's evaluate gives the best val_loss."""
+    from regsweep.artifacts import load_best_model
+    from regsweep.objective import TRIAL_ATTRS
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+
+    study = _study(sqlite_url, tiny_space, tiny_rings, "slots", total=7)
+    assert run_slots(study, tiny_space, tiny_rings, total=7, slots=3, keep_top=2) == 7
+    counts = count_states(study)
+    assert counts["COMPLETE"] == 7 and counts["finished"] == 7 and len(study.trials) == 7
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        assert attrs["engine"] == "slots" and attrs["slot_stop"] in ("patience", "max_epochs")
+        assert set(TRIAL_ATTRS) | {"val_curve", "train_curve", "curve_artifact", "val_roc_auc"} <= set(attrs)
+        assert trial.value == attrs["val_loss"] == min(attrs["val_curve"])
+        assert attrs["epochs"] == len(attrs["val_curve"]) <= tiny_space.max_epochs
+        assert math.isfinite(attrs["train_loss"]) and attrs["gap"] == attrs["val_loss"] - attrs["train_loss"]
+    assert run_slots(study, tiny_space, tiny_rings, total=7, slots=3) == 0
+    assert len(study.trials) == 7
+
+    model = load_best_model(study)
+    scores = model.evaluate(tiny_rings.x_val, tiny_rings.y_val, verbose=0, return_dict=True)
+    assert scores["data_loss"] == pytest.approx(study.best_value, rel=1e-5, abs=1e-6)
+
+
+def test_pruned_trial_is_recorded_with_its_epochs(tiny_rings, sqlite_url):
+    """A threshold no trial meets prunes every trial at its second epoch (after the warm-up step):
+    PRUNED, with two epochs of curves, two reported values and its curve saved."""
+    import optuna
+
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+
+    space = SearchSpace(depth=(1, 2), width=(2, 8), patience=(3, 3), max_epochs=5, batch_size=32)
+    pruner = optuna.pruners.ThresholdPruner(upper=1e-6, n_warmup_steps=1)
+    study = _study(sqlite_url, space, tiny_rings, "pruned", pruner=pruner, total=4)
+    assert run_slots(study, space, tiny_rings, total=4, slots=2) == 4
+    assert count_states(study)["PRUNED"] == 4
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        assert attrs["slot_stop"] == "pruned" and attrs["epochs"] == 2 and len(attrs["val_curve"]) == 2
+        assert list(trial.intermediate_values) == [0, 1]
+        assert trial.intermediate_values[1] == pytest.approx(attrs["val_curve"][1])
+        assert "curve_artifact" in attrs
+
+
+def test_stop_now_fails_and_retries_open_trials_and_resume_reaches_the_total(tiny_rings, tiny_space, sqlite_url):
+    """A stop-now after the second epoch: the 3 open trials are FAIL (not counted, interrupted)
+    with WAITING retries of the same parameters; a second run finishes exactly the total."""
+    from regsweep.lifecycle import NOT_COUNTED
+    from regsweep.slot_sweep import run_slots
+    from regsweep.stopping import StopRequest, TrialInterrupted
+    from regsweep.storage import count_states
+
+    space = SearchSpace(depth=(1, 2), width=(2, 8), patience=(2, 3), max_epochs=4, batch_size=32)
+    study = _study(sqlite_url, space, tiny_rings, "resume", total=6)
+    stop = StopRequest()
+    epochs = []
+
+    def stop_after_two(epoch: int) -> None:
+        epochs.append(epoch)
+        if epoch == 2:
+            stop.request(now=True)
+
+    with pytest.raises(TrialInterrupted):
+        run_slots(study, space, tiny_rings, total=6, slots=3, stop=stop, on_epoch=stop_after_two)
+    assert epochs == [1, 2]
+    counts = count_states(study)
+    assert counts["RUNNING"] == 0 and counts["FAIL"] == 3 and counts["WAITING"] == 3 and counts["finished"] == 0
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert all(t.user_attrs["fail_reason"] == "interrupted" and t.user_attrs[NOT_COUNTED] for t in failed)
+
+    run_slots(study, space, tiny_rings, total=6, slots=3)
+    counts = count_states(study)
+    assert counts["finished"] == 6 and counts["RUNNING"] == 0 and counts["WAITING"] == 0
+    finished_params = [t.params for t in study.trials if t.state.name == "COMPLETE"]
+    assert all(t.params in finished_params for t in failed)  # retried with the same parameters
+
+
+def test_soft_stop_finishes_running_trials_and_claims_no_more(tiny_rings, tiny_space, sqlite_url):
+    from regsweep.slot_sweep import run_slots
+    from regsweep.stopping import StopRequest
+    from regsweep.storage import count_states
+
+    study = _study(sqlite_url, tiny_space, tiny_rings, "soft", total=8)
+    stop = StopRequest()
+    ran = run_slots(study, tiny_space, tiny_rings, total=8, slots=3, stop=stop, on_trial=stop.request)
+    counts = count_states(study)
+    assert counts["FAIL"] == 0 and counts["RUNNING"] == 0
+    assert counts["finished"] == ran == len(study.trials) == 3  # the 3 first claimed, none after the stop
+
+
+def test_unsupported_options_train_alone_through_keras(tiny_rings, sqlite_url):
+    """batch_norm has no stacked form yet: such trials take objective.objective and still count."""
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+
+    space = SearchSpace(depth=(1, 1), width=(2, 4), patience=(1, 1), max_epochs=2, batch_size=32, batch_norm=(True,))
+    study = _study(sqlite_url, space, tiny_rings, "fallback", total=2)
+    assert run_slots(study, space, tiny_rings, total=2, slots=2) == 2
+    assert count_states(study)["COMPLETE"] == 2
+    assert [t.user_attrs["engine"] for t in study.trials] == ["keras", "keras"]
+
+
+def test_nan_trials_fail_counted_and_stop_claims_after_failures_in_a_row(tiny_rings, sqlite_url):
+    """A learning rate of 1e30 blows every trial up: FAIL with NonFiniteLossError recorded
+    (counted as failures), and no trial is claimed after max_failures_in_a_row."""
+    from regsweep.lifecycle import NOT_COUNTED
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+
+    space = SearchSpace(lam=(1e-1, 1e-1), depth=(2, 2), width=(8, 8), patience=(2, 2), max_epochs=6, batch_size=32,
+                        learning_rate=(1e30, 1e30))
+    study = _study(sqlite_url, space, tiny_rings, "nan", total=5)
+    assert run_slots(study, space, tiny_rings, total=5, slots=2, max_failures_in_a_row=2) == 2
+    counts = count_states(study)
+    assert counts["FAIL"] == 2 and counts["finished"] == 0 and counts["RUNNING"] == 0 and len(study.trials) == 2
+    for trial in study.trials:
+        assert trial.user_attrs["slot_stop"] == "nan" and NOT_COUNTED not in trial.user_attrs
+        assert trial.user_attrs["fail_reason"].startswith("NonFiniteLossError: non-finite loss at epoch")
+
+
+def test_multi_objective_study_uses_the_peer_rule_and_tells_every_objective(tiny_rings, sqlite_url):
+    """Two objectives: complete trials are told [val_loss, n_params]; the peer rule (not Optuna's
+    pruner) judges the slots, so no intermediate value is reported; exact total."""
+    import optuna
+
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+
+    space = SearchSpace(depth=(1, 2), width=(2, 8), patience=(2, 3), max_epochs=5, batch_size=32)
+    study = _study(sqlite_url, space, tiny_rings, "multi", pruner=optuna.pruners.MedianPruner(), total=6,
+                   objectives=("val_loss", "n_params"))
+    assert run_slots(study, space, tiny_rings, total=6, slots=2, keep_top=None) == 6
+    assert count_states(study)["finished"] == 6 and len(study.trials) == 6
+    for trial in study.trials:
+        assert not trial.intermediate_values
+        if trial.state.name == "COMPLETE":
+            assert trial.values == [trial.user_attrs["val_loss"], trial.user_attrs["n_params"]]
