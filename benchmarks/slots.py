@@ -1,77 +1,79 @@
-"""First side-by-side measurement of sweeps on the stacked-slot engine (issue 14, work in progress).
+"""Sweeps on the stacked-slot engine (``--engine slots``) against the hand-written loop, side by side.
 
-    python -m benchmarks.slots --trials 20 --slots 4
+    python -m benchmarks.slots                      # 60 trials, median of 3 runs of each
+    python -m benchmarks.slots --trials 30 --runs 1 # quicker, noisier
 
-Each run is a fresh Python process timed from start to end on the rings sweep of
-``benchmarks.speed`` (same space, data, trials and max epochs): the hand-written baseline
-(Optuna + Keras ``fit``, ``n_jobs=1``), regsweep's current path with one worker, and
-:func:`regsweep.slot_sweep.run_slots` in one process (TPE, median pruner, as the worker uses).
-Printed as a markdown table; nothing is written.
+The rings sweep of ``benchmarks.speed`` (same space, data arrays, trials and max epochs), each run
+a fresh Python process timed from start to end:
+
+* the baseline: Optuna TPE + Keras ``model.fit`` + ``EarlyStopping`` on the validation data loss,
+  ``n_jobs=1``;
+* regsweep with the Keras engine, 2 workers;
+* regsweep with the slots engine (K slots per worker), 1 and 2 workers.
+
+Printed as markdown: per run kind, the median over ``--runs`` of trials per minute, best
+validation loss and time to reach the baseline's best, and the ratios the one-engine issue asks
+for. The worker RSS growth figure is not measured here (see ``benchmarks/results/engine.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
-import textwrap
 from pathlib import Path
 
-from benchmarks.speed import SPACE, _python, _rate, run_baseline, run_regsweep, time_to_reach
-
-SLOTS = textwrap.dedent('''
-    import json, time
-    started = time.time()
-    from regsweep import SearchSpace
-    from regsweep.data import make_rings
-    from regsweep.runner import study_metadata
-    from regsweep.settings import SweepSettings
-    from regsweep.slot_sweep import run_slots
-    from regsweep.storage import open_study
-    from regsweep.workers import make_pruner, make_sampler
-    space = {space}
-    data = make_rings(n={n}, seed=0)
-    settings = SweepSettings(study="bench", storage="sqlite:///{db}", trials={trials})
-    study = open_study(settings.storage_url, "bench", meta=study_metadata(space, data, settings, None))
-    study.sampler = make_sampler("tpe", 0)
-    study.pruner = make_pruner("median", space.max_epochs)
-    run_slots(study, space, data, total={trials}, slots={slots}, keep_top=3)
-    rows = []
-    for t in study.trials:
-        if t.state.name in ("COMPLETE", "PRUNED"):
-            rows.append([t.user_attrs.get("val_loss"), t.user_attrs.get("epochs"),
-                         t.datetime_complete.timestamp() - started])
-    print(json.dumps({{"trials": rows}}))
-''')
+from benchmarks.speed import _rate, run_baseline, run_regsweep, time_to_reach
 
 
-def run_slot_sweep(args: argparse.Namespace, tmp: Path) -> dict:
-    out, wall = _python(SLOTS.format(space=SPACE.format(epochs=args.max_epochs), n=args.n, db=tmp / "slots.db",
-                                     trials=args.trials, slots=args.slots))
-    rows = out["trials"]
-    return {"name": f"run_slots K={args.slots} (1 process)", "wall": wall, "trials": len(rows),
-            "best": min(r[0] for r in rows), "epochs": sum(r[1] for r in rows),
-            "finish_times": [(r[0], r[2]) for r in rows]}
+def _runs(args: argparse.Namespace, tmp: Path, index: int) -> dict[str, dict]:
+    slots = f', engine="slots", slots={args.slots}'
+    kinds = {
+        "baseline n_jobs=1": lambda: run_baseline(args, 1),
+        "regsweep keras W=2": lambda: run_regsweep(args, 2, tmp / f"k{index}"),
+        f"regsweep slots K={args.slots} W=1": lambda: run_regsweep(args, 1, tmp / f"s1-{index}", extra=slots),
+        f"regsweep slots K={args.slots} W=2": lambda: run_regsweep(args, 2, tmp / f"s2-{index}", extra=slots),
+    }
+    for folder in (f"k{index}", f"s1-{index}", f"s2-{index}"):
+        (tmp / folder).mkdir()
+    out = {}
+    for name, run in kinds.items():
+        out[name] = run()
+        print(f"  run {index + 1}: {name}: {out[name]['trials']} trials in {out[name]['wall']:.1f} s, "
+              f"best {out[name]['best']:.4f}", flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--n", type=int, default=1000, help="rings samples")
     parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each kind; the table shows medians")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        runs = [run_baseline(args, 1), run_regsweep(args, 1, tmp), run_slot_sweep(args, tmp)]
-    base = runs[0]
-    print(f"rings n={args.n}, {args.trials} trials, max {args.max_epochs} epochs\n")
-    print("| run | wall s | trials/min | epochs/s | best val loss | time to baseline best (s) | trials/min vs baseline |")
-    print("|---|---|---|---|---|---|---|")
-    for run in runs:
-        per_min, per_s = _rate(run)
-        reach = time_to_reach(run, base["best"])
-        print(f"| {run['name']} | {run['wall']:.1f} | {per_min:.2f} | {per_s:.2f} | {run['best']:.4f} | "
-              f"{'not reached' if reach is None else f'{reach:.1f}'} | {per_min / _rate(base)[0]:.2f}x |")
+        runs = [_runs(args, Path(tmp_name), i) for i in range(args.runs)]
+    names = list(runs[0])
+    base = names[0]
+
+    def median(name: str, figure) -> float | None:
+        values = [figure(run[name], run[base]) for run in runs]
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    per_min = {n: median(n, lambda r, b: _rate(r)[0]) for n in names}
+    best = {n: median(n, lambda r, b: r["best"]) for n in names}
+    reach = {n: median(n, lambda r, b: time_to_reach(r, b["best"])) for n in names}
+    print(f"\nrings n={args.n}, {args.trials} trials, max {args.max_epochs} epochs, median of {args.runs} run(s)\n")
+    print("| run | trials/min | vs baseline | best val loss | vs baseline best | time to baseline best (s) |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        reached = "not reached" if reach[name] is None else f"{reach[name]:.1f}"
+        print(f"| {name} | {per_min[name]:.2f} | {per_min[name] / per_min[base]:.2f}x | {best[name]:.4f} | "
+              f"{(best[name] / best[base] - 1) * 100:+.1f} % | {reached} |")
+    w1, w2 = names[2], names[3]
+    print(f"\nslots W=2 vs W=1 (trials/min): {per_min[w2] / per_min[w1]:.2f}x")
     return 0
 
 

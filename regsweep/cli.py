@@ -65,6 +65,7 @@ def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) 
                              "file system for workers on many hosts); recorded in the study "
                              "(default: studies/<study>/artifacts, next to the study)")
     _add_pack_arg(parser)
+    _add_engine_args(parser)
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show a progress bar (default: a bar on a terminal, log lines otherwise)")
@@ -96,6 +97,15 @@ def _add_pack_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pack", type=_pack_value, default=1, metavar="K|auto",
                         help="train K trials together as one Keras graph per worker (faster for small models); "
                              "auto picks K from the model size (default: 1, no packing)")
+
+
+def _add_engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default=None, choices=("keras", "slots"),
+                        help="keras: one Keras model and model.fit per trial (default); slots: a worker trains "
+                             "--slots trials at once as refillable slots of stacked graphs built once "
+                             "(no per-trial tracing; see the README's engine section)")
+    parser.add_argument("--slots", type=positive_int, default=None, metavar="K",
+                        help="with --engine slots: trials a worker trains at once, 1-256 (default: 8)")
 
 
 def _add_backend_args(parser: argparse.ArgumentParser) -> None:
@@ -173,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--trials", type=positive_int, default=None, help="new total (default: the recorded one)")
     resume.add_argument("--workers", type=positive_int, default=1, help="worker processes (default: 1)")
     _add_pack_arg(resume)
+    _add_engine_args(resume)
     _add_backend_args(resume)
     resume.add_argument("--no-plots", action="store_true", help="skip writing plots at the end")
     resume.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")

@@ -78,6 +78,9 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     if dataset.folds and config.repeats > 1:
         raise SettingsError(f"repeats: got {config.repeats} with {len(dataset.folds)} folds; allowed: 1 with folds "
                             "(each fold already trains the configuration once)")
+    if dataset.folds and config.engine == "slots":
+        raise SettingsError(f"engine: got 'slots' with {len(dataset.folds)} folds; allowed: 'keras' with folds "
+                            "(cross-validation folds are not trained as slots yet)")
     check_sqlite_location(config.storage_url)
     check_writable_dir(config.out_dir, "out")
     meta = study_metadata(space, dataset, config, sweep)
@@ -88,7 +91,7 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     fail_orphaned_trials(study)
     pack = pack_size(config, space, dataset)
     job = WorkerJob(settings=config, space=space.to_dict(), data_source=source, pack=pack, threads=config.threads,
-                    parallel=config.workers > 1 or pack > 1)
+                    parallel=config.workers > 1 or pack > 1 or (config.engine == "slots" and config.slots > 1))
     if count_states(study)["finished"] >= config.trials:
         _logger.info("study %s already has %d finished trials: nothing to do", config.study, config.trials)
         return _evaluate_top(study, dataset, config.keep_top)

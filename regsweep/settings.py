@@ -28,6 +28,8 @@ from regsweep.storage import check_storage_url, check_study_name, check_writable
 PRUNERS = ("none", "median", "hyperband")
 SAMPLERS = ("tpe", "random", "nsga2")
 BACKENDS = ("local", "dask")
+ENGINES = ("keras", "slots")
+MAX_SLOTS = 256
 AUTO = "auto"
 # The settings a study records (field -> key in the study's ``regsweep`` attribute).
 RECORDED = {"trials": "total", "seed": "seed", "pruner": "pruner", "sampler": "sampler", "repeats": "repeats",
@@ -91,6 +93,10 @@ class SweepSettings:
             (``None``: start a ``LocalCluster`` of ``workers`` processes).
         pack: trials trained together as one packed Keras graph per worker (an int >= 1, or
             ``"auto"``: by model size, see :func:`regsweep.packing.auto_pack_size`).
+        engine: ``keras`` (default): each trial is its own Keras model trained by ``model.fit``
+            (``pack`` applies); ``slots``: trials train as refillable slots of stacked graphs built
+            once per worker (:mod:`regsweep.slot_sweep`, the engine of :mod:`regsweep.engine`).
+        slots: with ``engine="slots"``, the trials a worker trains at once (default 8).
         artifacts: folder of the study's artifact store (learning curves, kept models), shared by
             every worker, e.g. on a network file system when workers run on many hosts. Default
             ``None``: ``<study_dir>/artifacts`` next to the study. Recorded in the study (as an
@@ -116,6 +122,8 @@ class SweepSettings:
     pack: int | str = 1
     objectives: tuple[str, ...] = ("val_loss",)
     artifacts: str | None = None
+    engine: str = "keras"
+    slots: int = 8
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -137,6 +145,7 @@ class SweepSettings:
         for name, low in (("repeats", 1), ("keep_top", 0)):
             _check_int(name, getattr(self, name), low)
         object.__setattr__(self, "pack", check_pack(self.pack))
+        self._check_engine()
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
         if len(self.objectives) > 1 and self.pruner == "hyperband":
             raise SettingsError("pruner: got 'hyperband' with several objectives; allowed: median (regsweep's "
@@ -147,6 +156,18 @@ class SweepSettings:
             if not isinstance(self.artifacts, (str, Path)) or not str(self.artifacts).strip():
                 raise SettingsError(f"artifacts: got {self.artifacts!r}; allowed: a folder path")
             object.__setattr__(self, "artifacts", str(check_writable_dir(self.artifacts, "artifacts").resolve()))
+
+    def _check_engine(self) -> None:
+        if self.engine not in ENGINES:
+            raise SettingsError(f"engine: got {self.engine!r}; allowed: one of {ENGINES}")
+        if isinstance(self.slots, bool) or not isinstance(self.slots, int) or not 1 <= self.slots <= MAX_SLOTS:
+            raise SettingsError(f"slots: got {self.slots!r}; allowed: an int in [1, {MAX_SLOTS}]")
+        if self.engine == "slots" and self.pack != 1:
+            raise SettingsError(f"pack: got {self.pack!r} with engine 'slots'; allowed: 1 (the slots engine "
+                                "trains several trials at once itself, see slots)")
+        if self.engine == "slots" and self.repeats != 1:
+            raise SettingsError(f"repeats: got {self.repeats!r} with engine 'slots'; allowed: 1 (repeats are not "
+                                "trained as slots yet: use engine 'keras')")
 
     @property
     def storage_url(self) -> str:

@@ -1,4 +1,4 @@
-"""A worker's sweep on the stacked-slot engine: trials train as refillable slots (issue 14, in progress).
+"""A worker's sweep on the stacked-slot engine (``engine="slots"``): trials train as refillable slots.
 
 :func:`run_slots` keeps up to ``slots`` claimed trials training at once, each in a slot of a
 :class:`regsweep.engine.SlotTrainer` of its shape bucket (one trainer per bucket, built on first
@@ -82,10 +82,10 @@ class _SlotSweep:
 
     def __init__(self, study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int, slots: int,
                  seed: int, keep_top: int | None, share: int, stop: StopRequest,
-                 max_failures_in_a_row: int) -> None:
+                 max_failures_in_a_row: int, trial_attrs: dict[str, Any]) -> None:
         self.study, self.space, self.dataset = study, space, dataset
         self.total, self.slots, self.seed, self.keep_top, self.share = total, slots, seed, keep_top, share
-        self.stop, self.max_failures = stop, max_failures_in_a_row
+        self.stop, self.max_failures, self.trial_attrs = stop, max_failures_in_a_row, trial_attrs
         self.trainers: dict[Bucket, SlotTrainer] = {}
         self.open: dict[int, _Open] = {}  # by trial number
         self.beating: list[int] = []  # trial ids the heartbeat thread beats for (updated in place)
@@ -127,7 +127,8 @@ class _SlotSweep:
             trial = self.claim()
             if trial is None:
                 return
-            trial.set_user_attr(ENGINE_ATTR, "slots")
+            for key, value in {**self.trial_attrs, ENGINE_ATTR: "slots"}.items():
+                trial.set_user_attr(key, value)
             config = suggest(trial, self.space)
             trainer = self.trainer_for(config)
             if trainer is None:
@@ -250,7 +251,8 @@ def _save_artifacts(study: optuna.Study, trial: optuna.Trial, result: TrainResul
 def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int,
               slots: int = DEFAULT_SLOTS, seed: int = 0, keep_top: int | None = 3, share: int = 1,
               stop: StopRequest | None = None, max_failures_in_a_row: int = 10,
-              on_trial: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None) -> int:
+              on_trial: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None,
+              trial_attrs: dict[str, Any] | None = None) -> int:
     """Claim and train trials as refillable engine slots until ``study`` has ``total`` finished
     trials (or a stop), with at most ``slots`` trials open at once; returns the trials this call ran.
 
@@ -266,6 +268,7 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
         on_trial: called after each epoch in which a trial ended.
         on_epoch: called after each epoch with the number of epochs run so far (before the
             stop-now check, so it may request one).
+        trial_attrs: user attributes set on every claimed trial (e.g. the worker's index).
 
     Raises:
         EngineError: the dataset has folds, which the engine does not train yet.
@@ -275,7 +278,8 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
     if dataset.folds:
         raise EngineError("stacked engine: cross-validation folds are not trained in slots yet")
     sweep = _SlotSweep(study, space, dataset, total=total, slots=slots, seed=seed, keep_top=keep_top, share=share,
-                       stop=stop if stop is not None else StopRequest(), max_failures_in_a_row=max_failures_in_a_row)
+                       stop=stop if stop is not None else StopRequest(), max_failures_in_a_row=max_failures_in_a_row,
+                       trial_attrs=dict(trial_attrs or {}))
     with heartbeat(study, sweep.beating):
         try:
             epochs = 0

@@ -3,6 +3,8 @@
 Each worker loops: claim trials if the study is short of its total (see
 :mod:`regsweep.lifecycle`), train them alone or as a pack (:mod:`regsweep.packing`), tell the
 study, until the study has its total, a stop is asked or it is time to recycle the process.
+With ``engine="slots"`` the loop is :func:`regsweep.slot_sweep.run_slots` instead (trials as
+refillable slots of stacked graphs; not recycled, the trainers live as long as the worker).
 ``workers=1`` runs the loop in the calling process; more run in spawned processes that watch
 their parent and stop when it dies. The Dask backend (:mod:`regsweep.backends`) runs the same
 loop as Dask tasks.
@@ -135,6 +137,15 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
     study.sampler = make_sampler(settings.sampler, seed, parallel=job.parallel)
     study.pruner = make_pruner(settings.pruner, space.max_epochs)
     threads = tensorflow_threads()
+    if settings.engine == "slots":
+        from regsweep.slot_sweep import run_slots
+
+        ran = run_slots(study, space, dataset, total=job.total, slots=settings.slots, seed=settings.seed,
+                        keep_top=settings.keep_top, share=settings.workers, stop=stop,
+                        max_failures_in_a_row=settings.max_failures_in_a_row, on_trial=on_trial,
+                        trial_attrs={"tf_intra_op_threads": threads["intra_op"], "worker": job.index})
+        stop.check_now()
+        return ran
     ran = 0
     while ran < settings.recycle_after and not stop.stopping:
         if failures_in_a_row(study) >= settings.max_failures_in_a_row:

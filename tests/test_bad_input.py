@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from regsweep import SearchSpace
-from regsweep.data import from_arrays, make_rings
+from regsweep.data import from_arrays, from_csv, make_rings
 from regsweep.errors import RegsweepError
 from regsweep.runner import SweepSettings, resume_sweep, run_sweep, study_metadata
 from regsweep.storage import open_study
@@ -67,6 +67,7 @@ def world(tmp_path, template) -> Path:
     # missing and text feature cells are fine now (imputed, one-hot); a missing label or an ambiguous target is not
     (tmp_path / "nan.csv").write_text("a,b,y\n1,2,0\n3,4,\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(30)))
     (tmp_path / "text.csv").write_text("a,b,y\n" + "".join(f"{i},word{i},{float(i % 3)}\n" for i in range(30)))
+    (tmp_path / "two_classes.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 5},{i % 2}\n" for i in range(60)))
     (tmp_path / "one_column.csv").write_text("y\n" + "".join(f"{i % 2}\n" for i in range(30)))
     (tmp_path / "bad_reg.py").write_text(SPACE_FILE.format(space='regularizers=("none", "dropconnect")'))
     (tmp_path / "lam_reversed.py").write_text(SPACE_FILE.format(space="lam=(1e-1, 1e-6)"))
@@ -122,6 +123,11 @@ SWEEP_CASES = [
     ("too_few_samples", ["--storage", NEW, *BASE, "--n", "5"], ["n:", "5"]),
     ("negative_noise", ["--storage", NEW, *BASE, "--noise", "-1"], ["noise", "-1"]),
     ("existing_study_other_data", ["--storage", EXISTING, *BASE, "--n", "200"], ["study", "different dataset"]),
+    ("unknown_engine", ["--storage", NEW, *BASE, "--engine", "jax"], ["--engine", "jax"]),
+    ("slots_zero", ["--storage", NEW, *BASE, "--engine", "slots", "--slots", "0"], ["--slots", "0"]),
+    ("slots_too_many", ["--storage", NEW, *BASE, "--engine", "slots", "--slots", "300"], ["slots", "300", "256"]),
+    ("slots_with_pack", ["--storage", NEW, *BASE, "--engine", "slots", "--pack", "4"], ["pack", "slots"]),
+    ("slots_with_repeats", ["--storage", NEW, *BASE, "--engine", "slots", "--repeats", "2"], ["repeats", "slots"]),
 ]
 CLI_CASES = [
     ("unknown_regularizer", ["run", "{w}/bad_reg.py", "--storage", NEW, *FILE_BASE], ["regularizers", "dropconnect"]),
@@ -189,6 +195,12 @@ API_CASES = [
     ("study_name", lambda w: run_sweep(_space(), make_rings(n=120), study="a/b", storage=NEW.format(w=w)), "study"),
     ("out_is_a_file", lambda w: run_sweep(_space(), make_rings(n=120), study=STUDY, storage=NEW.format(w=w),
                                           out=str(w / "a_file.txt")), "out"),
+    ("engine_unknown", lambda w: run_sweep(_space(), make_rings(n=120), study=STUDY, storage=NEW.format(w=w),
+                                           engine="torch"), "engine"),
+    ("slots_bool", lambda w: run_sweep(_space(), make_rings(n=120), study=STUDY, storage=NEW.format(w=w),
+                                       engine="slots", slots=True), "slots"),
+    ("slots_with_folds", lambda w: run_sweep(_space(), from_csv(w / "two_classes.csv", target="y", folds=3), study=STUDY,
+                                             storage=NEW.format(w=w), engine="slots"), "engine"),
     ("space_not_a_space", lambda w: run_sweep({"depth": 2}, make_rings(n=120), study=STUDY, storage=NEW.format(w=w)), "space"),
     ("dataset_not_a_dataset", lambda w: run_sweep(_space(), np.zeros((10, 2)), study=STUDY, storage=NEW.format(w=w)), "dataset"),
     ("other_space_on_existing", lambda w: run_sweep(SearchSpace(depth=(1, 2)), make_rings(n=120), study=STUDY,

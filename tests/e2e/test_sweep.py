@@ -99,3 +99,31 @@ def test_plot_and_exports_are_written(tmp_path):
     assert "Leaderboard of study 'rings'" in result.stdout
     assert (out / "complexity.png").stat().st_size > 10_000
     assert (out / "leaderboard.csv").read_text().startswith("rank,trial,state,val_loss")
+
+
+def test_slots_engine_sweep_with_two_workers_then_cli_resume_reaches_exact_totals(tmp_path, sqlite_url):
+    """--engine slots: worker processes train their trials as refillable slots; the totals are
+    exact, every trial says it was trained in a slot, and `regsweep resume --engine slots` extends it."""
+    _run(sqlite_url, tmp_path, 4, workers=2, threads_per_worker=1, engine="slots", slots=2)
+    study = load_study(sqlite_url, "e2e")
+    counted = [t for t in study.trials if not t.user_attrs.get("not_counted")]
+    assert count_states(study)["finished"] == len(counted) == 4 and count_states(study)["RUNNING"] == 0
+    assert {t.user_attrs["engine"] for t in counted} == {"slots"}
+    assert {t.user_attrs["worker"] for t in counted} <= {0, 1}
+    assert str(os.getpid()) not in {t.system_attrs[OWNER_ATTR].rsplit(":", 1)[1] for t in counted}
+    for trial in counted:
+        assert trial.value == trial.user_attrs["val_loss"] == min(trial.user_attrs["val_curve"])
+        assert trial.user_attrs["epochs"] == len(trial.user_attrs["val_curve"]) <= SPACE.max_epochs
+
+    done = subprocess.run([sys.executable, "-m", "regsweep.cli", "resume", "--study", "e2e", "--storage", sqlite_url,
+                           "--trials", "6", "--engine", "slots", "--slots", "2", "--no-plots"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                               "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    study = load_study(sqlite_url, "e2e")
+    counted = [t for t in study.trials if not t.user_attrs.get("not_counted")]
+    assert count_states(study)["finished"] == len(counted) == 6
+    assert {t.user_attrs["engine"] for t in counted} == {"slots"}
+    assert "Leaderboard of study 'e2e'" in done.stdout
