@@ -66,6 +66,29 @@ def train_result(result: SlotResult, model: Any, dataset: Dataset, *, keep_model
     return finish_result(train, model, dataset, keep_model=keep_model)
 
 
+class StudySnapshot:
+    """``study`` as read once: :meth:`get_trials` answers from one snapshot, everything else is
+    the study's own. Handed to the pruner for every slot of one epoch, so judging K slots costs one
+    read of the study instead of K (Optuna's median/percentile pruners read the completed trials
+    on every call; Hyperband reads its bracket through ``study._storage`` and is unaffected)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+        self._trials: list[optuna.trial.FrozenTrial] | None = None  # read on first use
+
+    def get_trials(self, deepcopy: bool = False, states: Any = None) -> list[optuna.trial.FrozenTrial]:
+        if self._trials is None:
+            self._trials = self._study.get_trials(deepcopy=False)
+        return [t for t in self._trials if states is None or t.state in states]
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.get_trials()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
 @dataclass
 class _Open:
     """A claimed trial while it sits in a slot."""
@@ -168,9 +191,12 @@ class _SlotSweep:
         self.ran += 1
 
     # -- epochs ----------------------------------------------------------------------------------------
-    def pruner(self, trainer: SlotTrainer, peers: Any) -> Callable[[int, int, dict[str, float]], bool]:
+    def pruner(self, trainer: SlotTrainer, peers: Any,
+               snapshot: StudySnapshot | None) -> Callable[[int, int, dict[str, float]], bool]:
         """``on_epoch`` for ``trainer``: report each slot's epoch to its trial; true prunes it.
-        ``peers``: the study's :class:`~regsweep.pareto.PeerPruner` (multi-objective) or ``None``."""
+        ``peers``: the study's :class:`~regsweep.pareto.PeerPruner` (multi-objective) or ``None``;
+        ``snapshot``: the study as read once this epoch, which Optuna's pruner judges against
+        (what ``trial.should_prune()`` does, without a read of the study per slot)."""
         from regsweep.models import count_params
 
         def on_epoch(slot: int, epoch: int, logs: dict[str, float]) -> bool:
@@ -183,7 +209,8 @@ class _SlotSweep:
                     entry.n_params = count_params(trainer.export(slot))
                 return peers.should_prune(entry.n_params, entry.curve)
             entry.trial.report(logs["val_data_loss"], step=epoch)
-            return entry.trial.should_prune()
+            assert snapshot is not None
+            return self.study.pruner.prune(snapshot, entry.trial._get_latest_trial())
 
         return on_epoch
 
@@ -221,11 +248,12 @@ class _SlotSweep:
         """One epoch of every trainer that holds a running trial; stopped trials are told at once."""
         from regsweep.pareto import study_peer_pruner
 
-        peers = study_peer_pruner(self.study)  # one snapshot of the study per epoch
+        peers = study_peer_pruner(self.study)  # one read of the study per epoch
+        snapshot = StudySnapshot(self.study) if peers is None else None
         for trainer in list(self.trainers.values()):
             if not any(state is not None for state in trainer.states):
                 continue
-            for result in trainer.step(self.pruner(trainer, peers)):
+            for result in trainer.step(self.pruner(trainer, peers, snapshot)):
                 self.finished(trainer, result)
 
     def fail_open(self, reason: str, *, retry: bool) -> None:
@@ -304,4 +332,4 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
     return sweep.ran
 
 
-__all__ = ["DEFAULT_SLOTS", "ENGINE_ATTR", "run_slots", "train_result"]
+__all__ = ["DEFAULT_SLOTS", "ENGINE_ATTR", "StudySnapshot", "run_slots", "train_result"]

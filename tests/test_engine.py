@@ -128,6 +128,44 @@ def test_refills_happen_mid_run_without_retracing(adam_run):
     assert trainer.tracing_count == 1
 
 
+
+def test_an_epoch_computes_only_the_running_slots(rings):
+    """Two running slots among four each train exactly as alone in a one-slot trainer, the idle
+    and released slots' rows (weights, optimizer state, steps) are left as they were, and a
+    changing number of running slots uses the one trace."""
+    from regsweep.engine import Bucket, SlotTrainer
+
+    bucket = Bucket(2, 2, 16, 1, "binary", dropout=False)
+    configs = {3: (_config("l2", 1e-3, depth=2, width=12, patience=50, max_epochs=50), 5),
+               1: (_config("l1", 1e-2, depth=1, width=16, patience=50, max_epochs=50, lr=0.1), 9)}
+    shared = SlotTrainer(bucket, rings, slots=4, batch_size=32)
+    alone = {slot: SlotTrainer(bucket, rings, slots=1, batch_size=32) for slot in configs}
+    for slot, (config, seed) in configs.items():
+        alone[slot].assign(0, config, seed=seed)
+        shared.assign(slot, config, seed=seed)
+    shared.assign(0, configs[3][0], seed=6)
+    shared.train_epoch()
+    shared.prune(0)  # released after one epoch: its row keeps the weights it had
+    for trainer in alone.values():
+        trainer.train_epoch()
+    released = [np.array(v[0]) for v in shared.layer.weight_list()]
+    for _ in range(3):
+        ours = shared.train_epoch()
+        for slot, trainer in alone.items():
+            theirs = trainer.train_epoch()
+            for name in ("loss", "data_loss", "val_data_loss"):
+                np.testing.assert_allclose(ours[name][slot], theirs[name][0], rtol=0, atol=1e-6, err_msg=name)
+        assert ours["loss"][0] == ours["data_loss"][2] == 0.0  # not trained (validation covers every slot)
+    for i, variable in enumerate(shared.layer.weight_list()):
+        for slot, trainer in alone.items():
+            np.testing.assert_allclose(np.array(variable[slot]), np.array(trainer.layer.weight_list()[i][0]),
+                                       rtol=0, atol=1e-6)
+        assert not np.any(np.array(variable[2]))
+        np.testing.assert_array_equal(np.array(variable[0]), released[i])
+    steps, per_epoch = np.array(shared.optimizer.steps), int(np.ceil(len(rings.x_train) / 32))
+    assert list(steps) == [per_epoch, 4 * per_epoch, 0, 4 * per_epoch]
+    assert shared.tracing_count == 1
+
 def test_rmsprop_with_clipnorm_per_slot(rings):
     configs = [_config("l2", 1e-3, depth=2, width=8, optimizer="rmsprop", lr=0.02, clipnorm=0.05, max_epochs=5),
                _config("l1", 1e-3, depth=1, width=6, optimizer="rmsprop", lr=0.02, clipnorm=None, max_epochs=5),

@@ -168,3 +168,32 @@ def test_multi_objective_study_uses_the_peer_rule_and_tells_every_objective(tiny
         assert not trial.intermediate_values
         if trial.state.name == "COMPLETE":
             assert trial.values == [trial.user_attrs["val_loss"], trial.user_attrs["n_params"]]
+
+
+def test_study_snapshot_judges_as_the_study_from_one_read(sqlite_url):
+    """Optuna's median pruner gives the same verdicts on a StudySnapshot as on the study, the
+    snapshot keeps answering from its one read after the study changes, and everything but
+    get_trials is the study's own."""
+    import optuna
+
+    from regsweep.slot_sweep import StudySnapshot
+
+    study = optuna.create_study(storage=sqlite_url, study_name="snap",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    for final in (1.0, 2.0, 3.0):
+        trial = study.ask()
+        for step in range(3):
+            trial.report(final + step, step)
+        study.tell(trial, final)
+    running = study.ask()
+    snapshot = StudySnapshot(study)
+    for value, verdict in ((1.5, False), (2.5, True)):
+        running.report(value, 0)
+        frozen = running._get_latest_trial()
+        assert bool(study.pruner.prune(snapshot, frozen)) is bool(study.pruner.prune(study, frozen)) is verdict
+        running = study.ask()  # a fresh trial per value: a step is reported once
+    study.tell(study.ask(), 0.5)
+    complete = optuna.trial.TrialState.COMPLETE
+    assert [t.value for t in snapshot.get_trials(states=(complete,))] == [1.0, 2.0, 3.0]
+    assert len(study.get_trials(states=(complete,))) == 4
+    assert snapshot.study_name == "snap" and snapshot.direction == study.direction

@@ -3,7 +3,9 @@
 Every weight of a bucket holds all K slots on its first axis: hidden kernels ``[K, in, width]``,
 biases ``[K, width]``, the output kernel ``[K, width, units]``. One forward pass is a batched
 matmul per layer (``keras.ops.matmul`` broadcasts the shared input batch over the K slots), so
-a step costs the same handful of ops whatever K is. A slot's trial is a set of per-slot
+a step costs the same handful of ops whatever K is. The trainer's compiled epoch gathers the rows of
+the running slots and trains only those (:meth:`StackedMLP.forward` and :meth:`SlotOptimizer.update`
+take those rows as tensors), so an idle slot costs nothing. A slot's trial is a set of per-slot
 *values*: its depth and width masks, L1 and L2 strengths, dropout rate, learning rate and
 clipnorm live in non-trainable variables, so putting a new trial in a slot changes numbers and
 never retraces the compiled graph.
@@ -71,39 +73,53 @@ class StackedMLP(keras.layers.Layer):
         self.built = True
 
     # -- the forward pass ---------------------------------------------------------------------------
+    def slot_hyper(self) -> dict[str, Any]:
+        """The per-slot values the forward pass and penalty read (masks, L1/L2, dropout rate)."""
+        return {"depth_mask": self.depth_mask, "width_mask": self.width_mask, "l1": self.l1, "l2": self.l2,
+                "rate": self.rate}
+
     def call(self, x: Any, training: bool = False) -> Any:
-        width_mask = ops.expand_dims(self.width_mask, 1)  # [K, 1, W]
-        h = x
-        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+        return self.forward(self.weight_list(), self.slot_hyper(), x, training=training)
+
+    def forward(self, params: list[Any], hyper: dict[str, Any], x: Any, *, training: bool = False) -> Any:
+        """Logits ``[S, B, units]`` of the S slots whose weights are ``params`` (:meth:`weight_list`
+        order, first axis S) and per-slot values ``hyper`` (:meth:`slot_hyper`, first axis S): all K
+        slots, or the rows of the running ones gathered by the trainer."""
+        width_mask = ops.expand_dims(hyper["width_mask"], 1)  # [S, 1, W]
+        depth_mask, h = hyper["depth_mask"], x
+        for i in range(self.bucket.depth):
+            kernel, bias = params[2 * i], params[2 * i + 1]
             z = ops.add(ops.matmul(h, kernel), ops.expand_dims(bias, 1))  # as Dense: x @ kernel + bias
             a = ops.multiply(self.activation(z), width_mask)
             if training and self.bucket.dropout:
-                rate = _per_slot(self.rate, 3)
+                rate = _per_slot(hyper["rate"], 3)
                 keep = keras.random.uniform(ops.shape(a), seed=self.seed_generator) >= rate
                 a = ops.where(keep, ops.divide(a, 1.0 - rate), ops.zeros_like(a))
             if i == 0:
                 h = a
             else:  # past the trial's depth the layer passes its input through
-                h = ops.where(_per_slot(self.depth_mask[:, i], 3) > 0, a, h)
-        return ops.add(ops.matmul(h, self.out_kernel), ops.expand_dims(self.out_bias, 1))
+                h = ops.where(_per_slot(depth_mask[:, i], 3) > 0, a, h)
+        return ops.add(ops.matmul(h, params[-2]), ops.expand_dims(params[-1], 1))
 
     def per_sample(self, logits: Any, y: Any, *, metric: bool = False) -> Any:
-        """Per-slot, per-sample data loss (or metric) ``[K, B]`` of ``logits`` ``[K, B, units]``:
-        the output activation and loss are Keras' own, applied to the K slots as one batch."""
-        k, b = self.slots, ops.shape(logits)[1]
+        """Per-slot, per-sample data loss (or metric) ``[S, B]`` of ``logits`` ``[S, B, units]``:
+        the output activation and loss are Keras' own, applied to the S slots as one batch."""
+        k, b = ops.shape(logits)[0], ops.shape(logits)[1]
         flat = ops.reshape(logits, (k * b, self.bucket.units))
         pred = keras.activations.get(OUTPUT_ACTIVATIONS[self.bucket.task])(flat)
         targets = ops.tile(y, (k,) + (1,) * (len(y.shape) - 1))
         fn = (METRIC_FUNCTIONS if metric else LOSS_FUNCTIONS)[self.bucket.task]
         return ops.reshape(ops.cast(fn(targets, pred), "float32"), (k, b))
 
-    def penalty(self) -> Any:
-        """Per-slot kernel penalty ``[K]``: ``l1 * sum|W| + l2 * sum W²`` over the hidden kernels
+    def penalty(self, params: list[Any] | None = None, hyper: dict[str, Any] | None = None) -> Any:
+        """Per-slot kernel penalty ``[S]``: ``l1 * sum|W| + l2 * sum W²`` over the hidden kernels
         (Keras' L1, L2 and L1L2 regularizers; the output layer has none, as in models.py)."""
+        params = self.weight_list() if params is None else params
+        hyper = self.slot_hyper() if hyper is None else hyper
         total = None
-        for kernel in self.kernels:
-            term = ops.add(ops.multiply(self.l1, ops.sum(ops.abs(kernel), axis=(1, 2))),
-                           ops.multiply(self.l2, ops.sum(ops.square(kernel), axis=(1, 2))))
+        for kernel in params[0:2 * self.bucket.depth:2]:
+            term = ops.add(ops.multiply(hyper["l1"], ops.sum(ops.abs(kernel), axis=(1, 2))),
+                           ops.multiply(hyper["l2"], ops.sum(ops.square(kernel), axis=(1, 2))))
             total = term if total is None else ops.add(total, term)
         return total
 
@@ -160,7 +176,8 @@ def pad_weights(bucket: Bucket, weights: list[np.ndarray], depth: int) -> list[n
 class SlotOptimizer:
     """Adam, RMSprop or SGD (Keras' defaults and update formulas) applied to stacked weights, with a
     learning rate, clipnorm and step count per slot (Adam's bias correction counts each slot's own
-    steps). Only active slots move; :meth:`slot_values` is a slot's fresh state for a new trial."""
+    steps). :meth:`update` steps the slots it is given (the trainer gathers the active ones);
+    :meth:`slot_values` is a slot's fresh state for a new trial."""
 
     BETA_1, BETA_2, RHO, EPSILON = 0.9, 0.999, 0.9, 1e-7
 
@@ -188,40 +205,50 @@ class SlotOptimizer:
         state = [np.zeros(v.shape[1:], "float32") for states in self.slots.values() for v in states]
         return [np.float32(learning_rate), np.float32(clipnorm or 0.0), np.float32(0.0), np.float32(1.0), *state]
 
-    def _clip(self, gradient: Any) -> Any:
+    def hyper(self) -> dict[str, Any]:
+        """The per-slot values an update reads and advances: learning rate, clipnorm, step count."""
+        return {"learning_rate": self.learning_rate, "clipnorm": self.clipnorm, "steps": self.steps}
+
+    def _clip(self, gradient: Any, clipnorm: Any) -> Any:
         """Keras' per-weight ``clipnorm`` (``clip_by_norm``), per slot; slots with clipnorm 0 are not clipped."""
         rank = len(gradient.shape)
         axes = tuple(range(1, rank))
-        clip = _per_slot(self.clipnorm, rank)
+        clip = _per_slot(clipnorm, rank)
         l2sum = ops.sum(ops.square(gradient), axes, keepdims=True)
         positive = l2sum > 0
         l2norm = ops.where(positive, ops.sqrt(ops.where(positive, l2sum, ops.ones_like(l2sum))), l2sum)
         clipped = ops.divide(ops.multiply(gradient, clip), ops.maximum(l2norm, clip))
         return ops.where(clip > 0, clipped, gradient)
 
-    def apply(self, gradients: list[Any]) -> None:
-        """One step for every active slot (call inside the compiled step)."""
-        lr = self.learning_rate
+    def update(self, params: list[Any], gradients: list[Any], state: dict[str, list[Any]],
+               hyper: dict[str, Any]) -> tuple[list[Any], dict[str, list[Any]], dict[str, Any]]:
+        """One step of the S slots whose weights are ``params`` (first axis S, every slot trains):
+        the new weights, optimizer state (:attr:`slots`' layout) and ``hyper`` (steps + 1).
+        Pure tensors in and out, for the trainer's compiled epoch over the running slots."""
+        lr = hyper["learning_rate"]
+        steps = ops.add(hyper["steps"], 1.0)
         if self.kind == "adam":
-            local_step = ops.add(self.steps, 1.0)
-            beta_1_power = ops.power(ops.cast(self.BETA_1, "float32"), local_step)
-            beta_2_power = ops.power(ops.cast(self.BETA_2, "float32"), local_step)
+            beta_1_power = ops.power(ops.cast(self.BETA_1, "float32"), steps)
+            beta_2_power = ops.power(ops.cast(self.BETA_2, "float32"), steps)
             alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-        for i, (gradient, variable) in enumerate(zip(gradients, self.variables)):
+        new_params, new_state = [], {name: [] for name in state}
+        for i, (gradient, variable) in enumerate(zip(gradients, params)):
             rank = len(variable.shape)
             if self.layer.bucket.clipnorm:
-                gradient = self._clip(gradient)
-            active = _per_slot(self.active, rank)
+                gradient = self._clip(gradient, hyper["clipnorm"])
             if self.kind == "adam":
-                m, v = self.slots["m"][i], self.slots["v"][i]
-                m.assign_add(ops.multiply(ops.subtract(gradient, m), 1 - self.BETA_1))
-                v.assign_add(ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.BETA_2))
+                m, v = state["m"][i], state["v"][i]
+                m = ops.add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.BETA_1))
+                v = ops.add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.BETA_2))
+                new_state["m"].append(m)
+                new_state["v"].append(v)
                 step = ops.divide(ops.multiply(m, _per_slot(alpha, rank)), ops.add(ops.sqrt(v), self.EPSILON))
             elif self.kind == "rmsprop":
-                v = self.slots["v"][i]
-                v.assign(ops.add(ops.multiply(self.RHO, v), ops.multiply(1 - self.RHO, ops.square(gradient))))
+                v = state["v"][i]
+                v = ops.add(ops.multiply(self.RHO, v), ops.multiply(1 - self.RHO, ops.square(gradient)))
+                new_state["v"].append(v)
                 step = ops.divide(ops.multiply(_per_slot(lr, rank), gradient), ops.sqrt(ops.add(v, self.EPSILON)))
             else:
                 step = ops.multiply(gradient, _per_slot(lr, rank))
-            variable.assign_sub(ops.multiply(step, active))
-        self.steps.assign_add(self.active)
+            new_params.append(ops.subtract(variable, step))
+        return new_params, new_state, {**hyper, "steps": steps}

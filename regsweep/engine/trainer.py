@@ -181,25 +181,40 @@ class SlotTrainer:
 
     # -- compiled parts --------------------------------------------------------------------------------
     def _epoch_fn(self, x: Any, y: Any) -> tuple[Any, Any]:
-        layer, size = self.layer, self.batch_size
+        """One epoch of the running slots only: their rows of every weight, optimizer state and
+        per-slot value are gathered once, trained over all batches as tensors and scattered back,
+        so an idle slot costs nothing (the slot axis is dynamic: one trace for any number running)."""
+        layer, optimizer, size = self.layer, self.optimizer, self.batch_size
+        running = tf.reshape(tf.where(optimizer.active > 0), [-1])
+        rows_of = tf.expand_dims(running, 1)
+
+        def gather(variables: Any) -> Any:
+            return tf.nest.map_structure(lambda v: tf.gather(v, running), variables)
+
+        params, hyper = gather(layer.weight_list()), gather(layer.slot_hyper())
+        state, opt_hyper = gather(optimizer.slots), gather(optimizer.hyper())
         n = tf.shape(x)[0]
         steps = (n + size - 1) // size
-        loss_sum = tf.zeros([self.slots])
-        data_sum = tf.zeros([self.slots])
-        variables = layer.weight_list()
+        loss_sum = tf.zeros(tf.shape(running))
+        data_sum = tf.zeros(tf.shape(running))
         for i in tf.range(steps):
             x_batch, y_batch = x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]
             with tf.GradientTape() as tape:
-                values = layer.per_sample(layer.call(x_batch, training=True), y_batch)
+                tape.watch(params)
+                values = layer.per_sample(layer.forward(params, hyper, x_batch, training=True), y_batch)
                 rows = ops.cast(ops.shape(values)[1], "float32")
                 data_total = ops.sum(values, axis=1)
-                total = ops.add(ops.divide(data_total, rows), layer.penalty())
+                total = ops.add(ops.divide(data_total, rows), layer.penalty(params, hyper))
                 objective = ops.sum(total)  # slot k's weights appear only in total[k]
-            self.optimizer.apply(tape.gradient(objective, variables))
+            params, state, opt_hyper = optimizer.update(params, tape.gradient(objective, params), state, opt_hyper)
             loss_sum += total * rows
             data_sum += data_total
+        tf.nest.map_structure(lambda v, rows: v.assign(tf.tensor_scatter_nd_update(v.value, rows_of, rows)),
+                              [layer.weight_list(), optimizer.slots, optimizer.steps],
+                              [params, state, opt_hyper["steps"]])
         count = ops.cast(n, "float32")
-        return loss_sum / count, data_sum / count
+        shape = [self.slots]
+        return tf.scatter_nd(rows_of, loss_sum / count, shape), tf.scatter_nd(rows_of, data_sum / count, shape)
 
     def _val_fn(self, x: Any, y: Any) -> tuple[Any, Any]:
         logits = self.layer.call(x, training=False)
