@@ -125,7 +125,7 @@ def test_refills_happen_mid_run_without_retracing(adam_run):
     assert len(results) == len(configs) == 6
     assert order[0][0] < max(epoch for epoch, _ in order)  # slots finished at different epochs and were refilled
     assert {r.reason for r in results.values()} >= {"patience"}  # early stopping really ended some trials
-    assert trainer.tracing_count == 1
+    assert trainer.retraces == 0
 
 
 
@@ -149,6 +149,7 @@ def test_an_epoch_computes_only_the_running_slots(rings):
     for trainer in alone.values():
         trainer.train_epoch()
     released = [np.array(v[0]) for v in shared.layer.weight_list()]
+    traces = shared.retraces  # the one-slot trainers' first epochs may generalise the shared functions
     for _ in range(3):
         ours = shared.train_epoch()
         for slot, trainer in alone.items():
@@ -164,7 +165,35 @@ def test_an_epoch_computes_only_the_running_slots(rings):
         np.testing.assert_array_equal(np.array(variable[0]), released[i])
     steps, per_epoch = np.array(shared.optimizer.steps), int(np.ceil(len(rings.x_train) / 32))
     assert list(steps) == [per_epoch, 4 * per_epoch, 0, 4 * per_epoch]
-    assert shared.tracing_count == 1
+    assert shared.retraces == traces  # 3 running slots, then 2: the same trace
+
+
+def test_buckets_of_one_depth_share_one_trace_and_agree(rings):
+    """A width-16 and a width-32 bucket of one depth (different K) run the same compiled epoch
+    program, traced once, and a width-12 trial masked into either gives the same curves."""
+    from regsweep.engine import Bucket, SlotTrainer
+
+    config = _config("l1_l2", 1e-3, depth=2, width=12, patience=50, max_epochs=50)
+    narrow = SlotTrainer(Bucket(2, 2, 16, 1, "binary", dropout=False, clipnorm=True), rings, slots=2, batch_size=32)
+    wide = SlotTrainer(Bucket(2, 2, 32, 1, "binary", dropout=False, clipnorm=True), rings, slots=5, batch_size=32)
+    narrow.assign(1, config, seed=3)
+    wide.assign(4, config, seed=3)
+    for _ in range(3):
+        ours, theirs = narrow.train_epoch(), wide.train_epoch()
+        for name in ("loss", "val_data_loss", "val_metric"):
+            np.testing.assert_allclose(ours[name][1], theirs[name][4], rtol=0, atol=1e-6, err_msg=name)
+    assert narrow._compiled is wide._compiled
+    assert narrow._compiled.program.experimental_get_tracing_count() == 1
+
+
+def test_sweep_buckets_are_depth_exact_and_at_least_16_wide():
+    from regsweep.engine import space_buckets
+    from regsweep.space import SearchSpace
+
+    data = make_rings(n=40, seed=0)
+    shapes = [(b.depth, b.width) for b in space_buckets(SearchSpace(depth=(1, 3), width=(4, 100)), data)]
+    assert shapes == [(d, w) for d in (1, 2, 3) for w in (16, 32, 64, 128)]
+    assert [(b.depth, b.width) for b in space_buckets(SearchSpace(depth=(2, 2), width=(2, 8)), data)] == [(2, 8)]
 
 def test_rmsprop_with_clipnorm_per_slot(rings):
     configs = [_config("l2", 1e-3, depth=2, width=8, optimizer="rmsprop", lr=0.02, clipnorm=0.05, max_epochs=5),

@@ -23,6 +23,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from regsweep.engine.buckets import Bucket
@@ -79,12 +80,16 @@ class StackedMLP(keras.layers.Layer):
                 "rate": self.rate}
 
     def call(self, x: Any, training: bool = False) -> Any:
-        return self.forward(self.weight_list(), self.slot_hyper(), x, training=training)
+        seed = self.seed_generator.next() if training else None
+        return self.forward(self.weight_list(), self.slot_hyper(), x, training=training, seed=seed)
 
-    def forward(self, params: list[Any], hyper: dict[str, Any], x: Any, *, training: bool = False) -> Any:
+    def forward(self, params: list[Any], hyper: dict[str, Any], x: Any, *, training: bool = False,
+                seed: Any = None) -> Any:
         """Logits ``[S, B, units]`` of the S slots whose weights are ``params`` (:meth:`weight_list`
         order, first axis S) and per-slot values ``hyper`` (:meth:`slot_hyper`, first axis S): all K
-        slots, or the rows of the running ones gathered by the trainer."""
+        slots, or the rows of the running ones gathered by the trainer. Reads no variable, so one
+        compiled function serves every bucket of a depth. ``seed``: the ``[2]`` seed of this
+        batch's dropout masks (``training`` only; each layer folds in its index)."""
         width_mask = ops.expand_dims(hyper["width_mask"], 1)  # [S, 1, W]
         depth_mask, h = hyper["depth_mask"], x
         for i in range(self.bucket.depth):
@@ -93,7 +98,8 @@ class StackedMLP(keras.layers.Layer):
             a = ops.multiply(self.activation(z), width_mask)
             if training and self.bucket.dropout:
                 rate = _per_slot(hyper["rate"], 3)
-                keep = keras.random.uniform(ops.shape(a), seed=self.seed_generator) >= rate
+                layer_seed = tf.random.experimental.stateless_fold_in(seed, i)
+                keep = tf.random.stateless_uniform(ops.shape(a), seed=layer_seed) >= rate
                 a = ops.where(keep, ops.divide(a, 1.0 - rate), ops.zeros_like(a))
             if i == 0:
                 h = a
