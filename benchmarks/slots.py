@@ -63,17 +63,23 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(values) if values else None
 
     per_min = {n: median(n, lambda r, b: _rate(r)[0]) for n in names}
+    epochs_per_s = {n: median(n, lambda r, b: _rate(r)[1]) for n in names}
     best = {n: median(n, lambda r, b: r["best"]) for n in names}
     reach = {n: median(n, lambda r, b: time_to_reach(r, b["best"])) for n in names}
     print(f"\nrings n={args.n}, {args.trials} trials, max {args.max_epochs} epochs, median of {args.runs} run(s)\n")
-    print("| run | trials/min | vs baseline | best val loss | vs baseline best | time to baseline best (s) |")
-    print("|---|---|---|---|---|---|")
+    print("| run | trials/min | vs baseline | epochs/s | best val loss | vs baseline best | time to baseline best (s) |")
+    print("|---|---|---|---|---|---|---|")
     for name in names:
         reached = "not reached" if reach[name] is None else f"{reach[name]:.1f}"
-        print(f"| {name} | {per_min[name]:.2f} | {per_min[name] / per_min[base]:.2f}x | {best[name]:.4f} | "
+        print(f"| {name} | {per_min[name]:.2f} | {per_min[name] / per_min[base]:.2f}x | {epochs_per_s[name]:.1f} | "
+              f"{best[name]:.4f} | "
               f"{(best[name] / best[base] - 1) * 100:+.1f} % | {reached} |")
     w1, w2 = names[2], names[3]
-    print(f"\nslots W=2 vs W=1 (trials/min): {per_min[w2] / per_min[w1]:.2f}x")
+    print(f"\nslots W=2 vs W=1: {per_min[w2] / per_min[w1]:.2f}x trials/min, "
+          f"{epochs_per_s[w2] / epochs_per_s[w1]:.2f}x epochs/s")
+    for name in names[1:]:
+        shorter = "not reached" if reach[name] is None else f"{reach[base] / reach[name]:.2f}x shorter"
+        print(f"time to the baseline's best, {name}: {shorter}")
     return 0
 
 
