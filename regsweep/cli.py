@@ -105,7 +105,7 @@ def _add_engine_args(parser: argparse.ArgumentParser) -> None:
                              "--slots trials at once as refillable slots of stacked graphs built once "
                              "(no per-trial tracing; see the README's engine section)")
     parser.add_argument("--slots", type=positive_int, default=None, metavar="K",
-                        help="with --engine slots: trials a worker trains at once, 1-256 (default: 8)")
+                        help="only with --engine slots: trials a worker trains at once, 1-256 (default: 8)")
 
 
 def _add_backend_args(parser: argparse.ArgumentParser) -> None:

@@ -91,7 +91,7 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     fail_orphaned_trials(study)
     pack = pack_size(config, space, dataset)
     job = WorkerJob(settings=config, space=space.to_dict(), data_source=source, pack=pack, threads=config.threads,
-                    parallel=config.workers > 1 or pack > 1 or (config.engine == "slots" and config.slots > 1))
+                    parallel=config.workers > 1 or pack > 1 or (config.engine == "slots" and config.open_slots > 1))
     if count_states(study)["finished"] >= config.trials:
         _logger.info("study %s already has %d finished trials: nothing to do", config.study, config.trials)
         return _evaluate_top(study, dataset, config.keep_top)

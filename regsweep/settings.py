@@ -30,6 +30,7 @@ SAMPLERS = ("tpe", "random", "nsga2")
 BACKENDS = ("local", "dask")
 ENGINES = ("keras", "slots")
 MAX_SLOTS = 256
+DEFAULT_SLOTS = 8  # open trials per worker on the slots engine when ``slots`` is not given
 AUTO = "auto"
 # The settings a study records (field -> key in the study's ``regsweep`` attribute).
 RECORDED = {"trials": "total", "seed": "seed", "pruner": "pruner", "sampler": "sampler", "repeats": "repeats",
@@ -96,7 +97,8 @@ class SweepSettings:
         engine: ``keras`` (default): each trial is its own Keras model trained by ``model.fit``
             (``pack`` applies); ``slots``: trials train as refillable slots of stacked graphs built
             once per worker (:mod:`regsweep.slot_sweep`, the engine of :mod:`regsweep.engine`).
-        slots: with ``engine="slots"``, the trials a worker trains at once (default 8).
+        slots: with ``engine="slots"`` only, the trials a worker trains at once (``None``:
+            :data:`DEFAULT_SLOTS`, 8; see :attr:`open_slots`).
         artifacts: folder of the study's artifact store (learning curves, kept models), shared by
             every worker, e.g. on a network file system when workers run on many hosts. Default
             ``None``: ``<study_dir>/artifacts`` next to the study. Recorded in the study (as an
@@ -123,7 +125,7 @@ class SweepSettings:
     objectives: tuple[str, ...] = ("val_loss",)
     artifacts: str | None = None
     engine: str = "keras"
-    slots: int = 8
+    slots: int | None = None
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -160,14 +162,23 @@ class SweepSettings:
     def _check_engine(self) -> None:
         if self.engine not in ENGINES:
             raise SettingsError(f"engine: got {self.engine!r}; allowed: one of {ENGINES}")
-        if isinstance(self.slots, bool) or not isinstance(self.slots, int) or not 1 <= self.slots <= MAX_SLOTS:
-            raise SettingsError(f"slots: got {self.slots!r}; allowed: an int in [1, {MAX_SLOTS}]")
+        if self.slots is not None:
+            if isinstance(self.slots, bool) or not isinstance(self.slots, int) or not 1 <= self.slots <= MAX_SLOTS:
+                raise SettingsError(f"slots: got {self.slots!r}; allowed: an int in [1, {MAX_SLOTS}]")
+            if self.engine != "slots":
+                raise SettingsError(f"slots: got {self.slots!r} with engine {self.engine!r}; allowed: only with "
+                                    "engine 'slots' (the Keras engine trains one trial at a time, see pack)")
         if self.engine == "slots" and self.pack != 1:
             raise SettingsError(f"pack: got {self.pack!r} with engine 'slots'; allowed: 1 (the slots engine "
                                 "trains several trials at once itself, see slots)")
         if self.engine == "slots" and self.repeats != 1:
             raise SettingsError(f"repeats: got {self.repeats!r} with engine 'slots'; allowed: 1 (repeats are not "
                                 "trained as slots yet: use engine 'keras')")
+
+    @property
+    def open_slots(self) -> int:
+        """The trials a worker keeps open at once on the slots engine (``slots`` or its default)."""
+        return self.slots if self.slots is not None else DEFAULT_SLOTS
 
     @property
     def storage_url(self) -> str:
@@ -257,6 +268,11 @@ class WorkerJob:
     threads: int | None = None
     index: int = 0
     parallel: bool = False
+
+    @property
+    def open_slots(self) -> int:
+        """The trials a worker keeps open at once on the slots engine (``slots`` or its default)."""
+        return self.slots if self.slots is not None else DEFAULT_SLOTS
 
     @property
     def storage_url(self) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regsweep.lifecycle import DropIfEnded, claim_trials, failures_in_a_row, heartbeat, tell_failure, tell_result
+from regsweep.settings import DEFAULT_SLOTS
 from regsweep.stopping import StopRequest, TrialInterrupted
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 ENGINE_ATTR = "engine"  # user attribute: "slots" for a trial trained in a slot, "keras" for the fallback
-DEFAULT_SLOTS = 8
 
 
 def train_result(result: SlotResult, model: Any, dataset: Dataset, *, keep_model: bool) -> TrainResult:
@@ -332,4 +332,4 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
     return sweep.ran
 
 
-__all__ = ["DEFAULT_SLOTS", "ENGINE_ATTR", "StudySnapshot", "run_slots", "train_result"]
+__all__ = ["ENGINE_ATTR", "StudySnapshot", "run_slots", "train_result"]

@@ -140,7 +140,7 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
     if settings.engine == "slots":
         from regsweep.slot_sweep import run_slots
 
-        ran = run_slots(study, space, dataset, total=job.total, slots=settings.slots, seed=settings.seed,
+        ran = run_slots(study, space, dataset, total=job.total, slots=settings.open_slots, seed=settings.seed,
                         keep_top=settings.keep_top, share=settings.workers, stop=stop,
                         max_failures_in_a_row=settings.max_failures_in_a_row, on_trial=on_trial,
                         trial_attrs={"tf_intra_op_threads": threads["intra_op"], "worker": job.index})
@@ -230,8 +230,8 @@ def run_in_process(job: WorkerJob, progress: SweepProgress) -> None:
         try:
             while not stop.stopping:
                 ran = worker_loop(job, stop, on_trial=progress.update)
-                if ran < job.settings.recycle_after:
-                    break
+                if ran < job.settings.recycle_after or job.settings.engine == "slots":  # the slots engine is
+                    break  # not recycled: its loop returns only when the study has no trial left for it
         except TrialInterrupted:
             raise interrupted(job.study_name) from None
     if stop.stopping:
