@@ -11,9 +11,10 @@ a fresh Python process timed from start to end:
 * regsweep with the Keras engine, 2 workers;
 * regsweep with the slots engine (K slots per worker), 1 and 2 workers.
 
-Printed as markdown: per run kind, the median over ``--runs`` of trials per minute, best
-validation loss and time to reach the baseline's best, and the ratios the one-engine issue asks
-for. The worker RSS growth figure is not measured here (see ``benchmarks/results/engine.md``).
+Printed as markdown: per run kind, the median over ``--runs`` of trials per minute, epochs per
+second, best validation loss and time to reach the baseline's best, and the ratios the one-engine
+issue asks for; then each regsweep run's worker RSS growth from its first to its last trial (no
+recycling in these runs; over ``--trials``, not the issue's 500).
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.speed import _rate, run_baseline, run_regsweep, time_to_reach
+
+
+def rss_growth(run: dict) -> float:
+    """The largest growth of a worker's resident memory (MB) from its first to its last trial."""
+    by_worker: dict = {}
+    for row in sorted(run["rows"], key=lambda r: r[2]):  # by finish time
+        if row[3] is not None:
+            by_worker.setdefault(row[4], []).append(row[3])
+    return max(values[-1] - values[0] for values in by_worker.values())
 
 
 def _runs(args: argparse.Namespace, tmp: Path, index: int) -> dict[str, dict]:
@@ -63,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(values) if values else None
 
     per_min = {n: median(n, lambda r, b: _rate(r)[0]) for n in names}
+    rss = {n: median(n, lambda r, b: rss_growth(r)) for n in names[1:]}
     epochs_per_s = {n: median(n, lambda r, b: _rate(r)[1]) for n in names}
     best = {n: median(n, lambda r, b: r["best"]) for n in names}
     reach = {n: median(n, lambda r, b: time_to_reach(r, b["best"])) for n in names}
@@ -78,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nslots W=2 vs W=1: {per_min[w2] / per_min[w1]:.2f}x trials/min, "
           f"{epochs_per_s[w2] / epochs_per_s[w1]:.2f}x epochs/s")
     for name in names[1:]:
-        shorter = "not reached" if reach[name] is None else f"{reach[base] / reach[name]:.2f}x shorter"
+        shorter = ("not reached" if reach[name] is None else
+                   f"{reach[name]:.1f} s vs the baseline's {reach[base]:.1f} s: {reach[base] / reach[name]:.2f}x as fast")
         print(f"time to the baseline's best, {name}: {shorter}")
+    for name in names[1:]:
+        print(f"worker RSS growth from its first to its last trial, {name}: {rss[name]:+.1f} MB (largest worker)")
     return 0
 
 
