@@ -270,11 +270,6 @@ class WorkerJob:
     parallel: bool = False
 
     @property
-    def open_slots(self) -> int:
-        """The trials a worker keeps open at once on the slots engine (``slots`` or its default)."""
-        return self.slots if self.slots is not None else DEFAULT_SLOTS
-
-    @property
     def storage_url(self) -> str:
         return self.settings.storage_url
 
