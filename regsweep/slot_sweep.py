@@ -106,9 +106,12 @@ class _SlotSweep:
     def __init__(self, study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int, slots: int,
                  seed: int, keep_top: int | None, share: int, stop: StopRequest,
                  max_failures_in_a_row: int, trial_attrs: dict[str, Any]) -> None:
+        from regsweep.engine import space_buckets
+
         self.study, self.space, self.dataset = study, space, dataset
         self.total, self.slots, self.seed, self.keep_top, self.share = total, slots, seed, keep_top, share
         self.stop, self.max_failures, self.trial_attrs = stop, max_failures_in_a_row, trial_attrs
+        self.buckets: list[Bucket] = space_buckets(space, dataset)  # depth-exact, smallest first
         self.trainers: dict[Bucket, SlotTrainer] = {}
         self.open: dict[int, _Open] = {}  # by trial number
         self.beating: list[int] = []  # trial ids the heartbeat thread beats for (updated in place)
@@ -118,11 +121,11 @@ class _SlotSweep:
     # -- slots ----------------------------------------------------------------------------------------
     def trainer_for(self, config: TrialConfig) -> SlotTrainer | None:
         """The trainer of ``config``'s bucket (built on first use), or ``None`` if no bucket serves it."""
-        from regsweep.engine import SlotTrainer, space_buckets, unsupported
+        from regsweep.engine import SlotTrainer, unsupported
 
         if unsupported(config):
             return None
-        for bucket in space_buckets(self.space, self.dataset):
+        for bucket in self.buckets:
             if not bucket.fits(config):
                 if bucket not in self.trainers:
                     # Every trainer has `slots` slots and at most `slots` trials are open in all of

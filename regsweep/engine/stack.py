@@ -117,11 +117,10 @@ class StackedMLP(keras.layers.Layer):
         fn = (METRIC_FUNCTIONS if metric else LOSS_FUNCTIONS)[self.bucket.task]
         return ops.reshape(ops.cast(fn(targets, pred), "float32"), (k, b))
 
-    def penalty(self, params: list[Any] | None = None, hyper: dict[str, Any] | None = None) -> Any:
-        """Per-slot kernel penalty ``[S]``: ``l1 * sum|W| + l2 * sum W²`` over the hidden kernels
-        (Keras' L1, L2 and L1L2 regularizers; the output layer has none, as in models.py)."""
-        params = self.weight_list() if params is None else params
-        hyper = self.slot_hyper() if hyper is None else hyper
+    def penalty(self, params: list[Any], hyper: dict[str, Any]) -> Any:
+        """Per-slot kernel penalty ``[S]`` of the slot rows ``params`` with their values ``hyper``:
+        ``l1 * sum|W| + l2 * sum W²`` over the hidden kernels (Keras' L1, L2 and L1L2
+        regularizers; the output layer has none, as in models.py)."""
         total = None
         for kernel in params[0:2 * self.bucket.depth:2]:
             term = ops.add(ops.multiply(hyper["l1"], ops.sum(ops.abs(kernel), axis=(1, 2))),

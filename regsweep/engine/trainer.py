@@ -314,9 +314,8 @@ class SlotTrainer:
         values = self.layer.slot_values(weights, depth=config.depth, width=config.width, l1=l1, l2=l2,
                                         dropout=config.dropout)
         values += self.optimizer.slot_values(learning_rate=config.learning_rate, clipnorm=config.clipnorm)
-        index = tf.constant([[slot]])
         for variable, value in zip([*self.layer.slot_variables(), *self.optimizer.slot_variables()], values):
-            variable.assign(tf.tensor_scatter_nd_update(variable.value, index, tf.constant(value)[None]))
+            set_slot(variable, slot, value)
         self.states[slot] = _SlotState(SlotRequest(config, seed, tag), time.perf_counter())
 
     def _release(self, slot: int, *, zero: bool) -> None:
