@@ -2,6 +2,7 @@
 
     python -m benchmarks.slots                      # 60 trials, median of 3 runs of each
     python -m benchmarks.slots --trials 30 --runs 1 # quicker, noisier
+    python -m benchmarks.slots --memory 500         # only the memory run: one slots worker, 500 trials
 
 The rings sweep of ``benchmarks.speed`` (same space, data arrays, trials and max epochs), each run
 a fresh Python process timed from start to end:
@@ -14,7 +15,12 @@ a fresh Python process timed from start to end:
 Printed as markdown: per run kind, the median over ``--runs`` of trials per minute, epochs per
 second, best validation loss and time to reach the baseline's best, and the ratios the one-engine
 issue asks for; then each regsweep run's worker RSS growth from its first to its last trial (no
-recycling in these runs; over ``--trials``, not the issue's 500).
+recycling in these runs; over ``--trials``).
+
+``--memory N`` runs only the memory figure: one slots worker (no recycling) over N trials of the
+same sweep, printing its RSS after the first trial and every N/10 trials, its growth from the
+first to the last trial, and its growth from trial N/10 to the last (after the warm-up: the
+one-time matplotlib import and most buckets' trainers, built on a bucket's first trial).
 """
 
 from __future__ import annotations
@@ -34,6 +40,32 @@ def rss_growth(run: dict) -> float:
         if row[3] is not None:
             by_worker.setdefault(row[4], []).append(row[3])
     return max(values[-1] - values[0] for values in by_worker.values())
+
+
+def rss_by_trial(run: dict) -> list[float]:
+    """The worker's resident memory (MB) after each of its trials, in finish order (one worker)."""
+    workers = {row[4] for row in run["rows"] if row[3] is not None}
+    assert len(workers) == 1, f"expected one worker, got {sorted(workers)}"
+    return [row[3] for row in sorted(run["rows"], key=lambda r: r[2]) if row[3] is not None]
+
+
+def memory_run(args: argparse.Namespace) -> int:
+    """One slots worker over ``args.memory`` trials: RSS by trial and its growth (see the module doc)."""
+    slots = f', engine="slots", slots={args.slots}'
+    with tempfile.TemporaryDirectory() as tmp_name:
+        run = run_regsweep(args, 1, Path(tmp_name), trials=args.memory, extra=slots)
+    rss = rss_by_trial(run)
+    step = max(1, len(rss) // 10)
+    print(f"\nrings n={args.n}, slots K={args.slots} W=1, {len(rss)} trials, max {args.max_epochs} epochs, "
+          f"no recycling, {run['wall']:.0f} s\n")
+    print("| after trial | worker RSS (MB) |")
+    print("|---|---|")
+    for i in sorted({0, *range(step - 1, len(rss), step), len(rss) - 1}):
+        print(f"| {i + 1} | {rss[i]:.1f} |")
+    warm = min(len(rss) - 1, step - 1)
+    print(f"\nworker RSS growth over {len(rss)} trials: {rss[-1] - rss[0]:+.1f} MB from the first trial to the last, "
+          f"{rss[-1] - rss[warm]:+.1f} MB from trial {warm + 1} to the last")
+    return 0
 
 
 def _runs(args: argparse.Namespace, tmp: Path, index: int) -> dict[str, dict]:
@@ -61,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="rings samples")
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3, help="runs of each kind; the table shows medians")
+    parser.add_argument("--memory", type=int, default=0, metavar="N",
+                        help="only the memory run: one slots worker over N trials (e.g. 500)")
     args = parser.parse_args(argv)
+    if args.memory:
+        return memory_run(args)
     with tempfile.TemporaryDirectory() as tmp_name:
         runs = [_runs(args, Path(tmp_name), i) for i in range(args.runs)]
     names = list(runs[0])
