@@ -312,18 +312,32 @@ def train_repeats(config: TrialConfig, dataset: Dataset, *, seed: int = 0, repea
     means and ``extra`` holding ``val_loss_std`` (sample std), ``val_losses``, ``repeats`` and
     ``model_val_loss`` (the chosen repeat's own value, which its saved model reproduces).
     """
-    import statistics
-
     runs = [train_config(config, dataset, seed=seed + r * REPEAT_SEED_STRIDE, trial=trial if r == 0 else None,
                          keep_model=keep_model, stop=stop) for r in range(repeats)]
-    if repeats == 1:
+    return mean_of_repeats(runs)
+
+
+def mean_of_repeats(runs: list[TrainResult]) -> TrainResult:
+    """The result of a trial trained once per repeat (``runs``, repeat 0 first), as
+    :func:`train_repeats` describes it; one run is returned as it is."""
+    import statistics
+
+    if len(runs) == 1:
         return runs[0]
     losses = [run.val_loss for run in runs]
     mean = statistics.fmean(losses)
     chosen = min(runs, key=lambda run: abs(run.val_loss - mean))
-    chosen.extra.update({"val_loss_std": statistics.stdev(losses), "val_losses": losses, "repeats": repeats,
+    chosen.extra.update({"val_loss_std": statistics.stdev(losses), "val_losses": losses, "repeats": len(runs),
                          "model_val_loss": chosen.val_loss})
-    chosen.val_loss = mean
+    return _with_means(chosen, runs, mean)
+
+
+def _with_means(chosen: TrainResult, runs: list[TrainResult], mean_val_loss: float) -> TrainResult:
+    """``chosen`` with ``val_loss`` (given), ``train_loss``, ``train_loss_dropout`` and
+    ``val_metric`` replaced by their means over ``runs``."""
+    import statistics
+
+    chosen.val_loss = mean_val_loss
     chosen.train_loss = statistics.fmean(run.train_loss for run in runs)
     chosen.train_loss_dropout = statistics.fmean(run.train_loss_dropout for run in runs)
     chosen.val_metric = statistics.fmean(run.val_metric for run in runs)
@@ -343,10 +357,16 @@ def train_folds(config: TrialConfig, folds: tuple[Dataset, ...], *, seed: int = 
     ``val_loss_std`` (sample std), ``fold_val_losses``, ``fold_val_curves`` (one validation curve
     per fold), ``model_fold`` and ``model_val_loss`` (the saved fold's own value).
     """
-    import statistics
-
     runs = [train_config(config, fold, seed=seed, trial=trial if i == 0 else None, keep_model=keep_model, stop=stop)
             for i, fold in enumerate(folds)]
+    return mean_of_folds(runs)
+
+
+def mean_of_folds(runs: list[TrainResult]) -> TrainResult:
+    """The result of a trial trained once per fold (``runs``, fold 0 first), as
+    :func:`train_folds` describes it."""
+    import statistics
+
     losses = [run.val_loss for run in runs]
     mean = statistics.fmean(losses)
     index = min(range(len(runs)), key=lambda i: abs(runs[i].val_loss - mean))
@@ -354,11 +374,7 @@ def train_folds(config: TrialConfig, folds: tuple[Dataset, ...], *, seed: int = 
     chosen.extra.update({"folds": len(runs), "val_loss_std": statistics.stdev(losses) if len(runs) > 1 else 0.0,
                          "fold_val_losses": losses, "fold_val_curves": [run.val_curve for run in runs],
                          "model_fold": index, "model_val_loss": chosen.val_loss})
-    chosen.val_loss = mean
-    chosen.train_loss = statistics.fmean(run.train_loss for run in runs)
-    chosen.train_loss_dropout = statistics.fmean(run.train_loss_dropout for run in runs)
-    chosen.val_metric = statistics.fmean(run.val_metric for run in runs)
-    return chosen
+    return _with_means(chosen, runs, mean)
 
 
 def _save_artifacts(trial: optuna.trial.Trial, result: TrainResult | None, keep_top: int) -> None:

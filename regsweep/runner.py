@@ -78,9 +78,6 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     if dataset.folds and config.repeats > 1:
         raise SettingsError(f"repeats: got {config.repeats} with {len(dataset.folds)} folds; allowed: 1 with folds "
                             "(each fold already trains the configuration once)")
-    if dataset.folds and config.engine == "slots":
-        raise SettingsError(f"engine: got 'slots' with {len(dataset.folds)} folds; allowed: 'keras' with folds "
-                            "(cross-validation folds are not trained as slots yet)")
     check_sqlite_location(config.storage_url)
     check_writable_dir(config.out_dir, "out")
     meta = study_metadata(space, dataset, config, sweep)

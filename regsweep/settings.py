@@ -97,7 +97,8 @@ class SweepSettings:
         engine: ``keras`` (default): each trial is its own Keras model trained by ``model.fit``
             (``pack`` applies); ``slots``: trials train as refillable slots of stacked graphs built
             once per worker (:mod:`regsweep.slot_sweep`, the engine of :mod:`regsweep.engine`).
-        slots: with ``engine="slots"`` only, the trials a worker trains at once (``None``:
+        slots: with ``engine="slots"`` only, the slots a worker trains at once, one per trial (one per
+            repeat or fold with ``repeats`` or folds; ``None``:
             :data:`DEFAULT_SLOTS`, 8; see :attr:`open_slots`).
         artifacts: folder of the study's artifact store (learning curves, kept models), shared by
             every worker, e.g. on a network file system when workers run on many hosts. Default
@@ -171,9 +172,6 @@ class SweepSettings:
         if self.engine == "slots" and self.pack != 1:
             raise SettingsError(f"pack: got {self.pack!r} with engine 'slots'; allowed: 1 (the slots engine "
                                 "trains several trials at once itself, see slots)")
-        if self.engine == "slots" and self.repeats != 1:
-            raise SettingsError(f"repeats: got {self.repeats!r} with engine 'slots'; allowed: 1 (repeats are not "
-                                "trained as slots yet: use engine 'keras')")
 
     @property
     def open_slots(self) -> int:

@@ -12,6 +12,12 @@ measured on the exported real-shape Keras model), its artifacts saved and told t
 :func:`regsweep.lifecycle.tell_result` / :func:`~regsweep.lifecycle.tell_failure` (NaN: FAIL),
 then its slot is refilled before the next epoch.
 
+With ``repeats`` R a trial is R members, R slots of its configuration with the seeds of
+``objective.train_repeats``; on a dataset with folds, one member per fold, each in a trainer of
+its fold's data. Member 0 reports to the pruner, and the trial ends when its last member
+stops, with the result of :func:`regsweep.objective.mean_of_repeats` / ``mean_of_folds``
+(a prune or a NaN of any member ends it at once and stops the others).
+
 Configurations no bucket serves (:func:`regsweep.engine.unsupported`) train alone through
 :func:`regsweep.objective.objective` while the slots wait. Stop requests are checked between
 epochs: a soft stop claims no more trials but finishes the running ones; a stop-now fails the
@@ -91,12 +97,14 @@ class StudySnapshot:
 
 @dataclass
 class _Open:
-    """A claimed trial while it sits in a slot."""
+    """A claimed trial while its members (one per repeat or fold) sit in slots."""
 
     trial: optuna.Trial
     config: TrialConfig
-    trainer: SlotTrainer
-    curve: list[float] = field(default_factory=list)
+    running: dict[int, tuple[SlotTrainer, int]] = field(default_factory=dict)  # member -> its trainer and slot
+    results: dict[int, TrainResult] = field(default_factory=dict)  # members that stopped
+    reasons: dict[int, str] = field(default_factory=dict)  # why each stopped member stopped
+    curve: list[float] = field(default_factory=list)  # member 0's validation data loss (what the pruner sees)
     n_params: int = 0
 
 
@@ -104,36 +112,57 @@ class _SlotSweep:
     """The state of one :func:`run_slots` call: its trainers (one per bucket) and open trials."""
 
     def __init__(self, study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int, slots: int,
-                 seed: int, keep_top: int | None, share: int, stop: StopRequest,
+                 seed: int, repeats: int, keep_top: int | None, share: int, stop: StopRequest,
                  max_failures_in_a_row: int, trial_attrs: dict[str, Any]) -> None:
         from regsweep.engine import space_buckets
 
         self.study, self.space, self.dataset = study, space, dataset
+        # A trial's members: one per fold (each on its fold's data, same seed) or one per repeat.
+        self.member_data: list[Dataset] = list(dataset.folds) if dataset.folds else [dataset] * repeats
+        self.repeats = 1 if dataset.folds else repeats
+        # At most `slots` members are open in all, or one trial's members if there are more.
+        self.capacity = max(slots, len(self.member_data))
         self.total, self.slots, self.seed, self.keep_top, self.share = total, slots, seed, keep_top, share
         self.stop, self.max_failures, self.trial_attrs = stop, max_failures_in_a_row, trial_attrs
         self.buckets: list[Bucket] = space_buckets(space, dataset)  # depth-exact, smallest first
-        self.trainers: dict[Bucket, SlotTrainer] = {}
+        self.trainers: dict[tuple[Bucket, int], SlotTrainer] = {}  # by bucket and fold (0 without folds)
         self.open: dict[int, _Open] = {}  # by trial number
         self.beating: list[int] = []  # trial ids the heartbeat thread beats for (updated in place)
         self.ran = 0
         self.exhausted = False
 
     # -- slots ----------------------------------------------------------------------------------------
-    def trainer_for(self, config: TrialConfig) -> SlotTrainer | None:
-        """The trainer of ``config``'s bucket (built on first use), or ``None`` if no bucket serves it."""
+    def trainer_for(self, config: TrialConfig, member: int = 0) -> SlotTrainer | None:
+        """The trainer of ``config``'s bucket for ``member``'s data (built on first use), or
+        ``None`` if no bucket serves it."""
         from regsweep.engine import SlotTrainer, unsupported
 
         if unsupported(config):
             return None
+        fold = member if self.dataset.folds else 0
         for bucket in self.buckets:
             if not bucket.fits(config):
-                if bucket not in self.trainers:
-                    # Every trainer has `slots` slots and at most `slots` trials are open in all of
-                    # them, so the trainer of any bucket always has a free slot.
-                    self.trainers[bucket] = SlotTrainer(bucket, self.dataset, slots=self.slots,
-                                                        batch_size=self.space.batch_size, shuffle_seed=self.seed)
-                return self.trainers[bucket]
+                if (bucket, fold) not in self.trainers:
+                    # Every trainer has `capacity` slots and at most `capacity` members are open in
+                    # all of them, so the trainer of any bucket always has a free slot.
+                    self.trainers[bucket, fold] = SlotTrainer(
+                        bucket, self.member_data[member], slots=self.capacity, batch_size=self.space.batch_size,
+                        shuffle_seed=self.seed)
+                return self.trainers[bucket, fold]
         return None
+
+    def member_seed(self, number: int, member: int) -> int:
+        """The Keras seed of trial ``number``'s member: as ``objective.objective`` seeds its repeats
+        (``seed + number + r * REPEAT_SEED_STRIDE``) and its folds (``seed + number``)."""
+        from regsweep.objective import REPEAT_SEED_STRIDE
+
+        return self.seed + number + (0 if self.dataset.folds else member * REPEAT_SEED_STRIDE)
+
+    def open_members(self) -> int:
+        return sum(len(entry.running) for entry in self.open.values())
+
+    def update_beating(self) -> None:
+        self.beating[:] = [entry.trial._trial_id for entry in self.open.values()]
 
     def claim(self) -> optuna.Trial | None:
         if self.exhausted or self.stop.stopping or failures_in_a_row(self.study) >= self.max_failures:
@@ -146,24 +175,29 @@ class _SlotSweep:
         return trials[0]
 
     def fill(self) -> None:
-        """Claim a trial per free slot (at most ``slots`` open in all) and start it."""
+        """Claim a trial while its members fit in the free slots and start them."""
         from regsweep.space import suggest
 
-        while len(self.open) < self.slots:
+        members = len(self.member_data)
+        while self.open_members() + members <= self.capacity:
             trial = self.claim()
             if trial is None:
                 return
             for key, value in {**self.trial_attrs, ENGINE_ATTR: "slots"}.items():
                 trial.set_user_attr(key, value)
             config = suggest(trial, self.space)
-            trainer = self.trainer_for(config)
-            if trainer is None:
+            trainers = [self.trainer_for(config, member) for member in range(members)]
+            if any(trainer is None for trainer in trainers):
                 self.train_alone(trial)
                 continue
-            slot = trainer.free_slots()[0]
-            trainer.assign(slot, config, seed=self.seed + trial.number, tag=trial.number)
-            self.open[trial.number] = _Open(trial, config, trainer)
-            self.beating[:] = [o.trial._trial_id for o in self.open.values()]
+            entry = _Open(trial, config)
+            for member, trainer in enumerate(trainers):
+                assert trainer is not None
+                slot = trainer.free_slots()[0]
+                trainer.assign(slot, config, seed=self.member_seed(trial.number, member), tag=(trial.number, member))
+                entry.running[member] = (trainer, slot)
+            self.open[trial.number] = entry
+            self.update_beating()
 
     def train_alone(self, trial: optuna.Trial) -> None:
         """A configuration no bucket serves: the one-model path of ``objective.train_config``."""
@@ -175,7 +209,8 @@ class _SlotSweep:
         with heartbeat(self.study, [trial._trial_id]), DropIfEnded(trial):
             try:
                 try:
-                    value = objective(trial, self.space, self.dataset, seed=self.seed, keep_top=self.keep_top or 0,
+                    value = objective(trial, self.space, self.dataset, seed=self.seed, repeats=self.repeats,
+                                      keep_top=self.keep_top or 0,
                                       artifacts=self.keep_top is not None, stop=self.stop)
                 finally:
                     record_worker_rss(trial)
@@ -205,7 +240,10 @@ class _SlotSweep:
         def on_epoch(slot: int, epoch: int, logs: dict[str, float]) -> bool:
             state = trainer.states[slot]
             assert state is not None
-            entry = self.open[state.request.tag]
+            number, member = state.request.tag
+            if member != 0:  # the pruner watches member 0, as objective.train_repeats / train_folds
+                return False
+            entry = self.open[number]
             entry.curve.append(logs["val_data_loss"])
             if peers is not None:
                 if not entry.n_params:
@@ -217,16 +255,40 @@ class _SlotSweep:
 
         return on_epoch
 
-    def finished(self, trainer: SlotTrainer, result: SlotResult) -> None:
-        """Record, save and tell a trial whose slot stopped."""
-        from regsweep.objective import record_result, record_worker_rss, trial_value
+    def stop_members(self, entry: _Open) -> None:
+        """Stop ``entry``'s members still in slots (its trial ended through one member)."""
+        for trainer, slot in entry.running.values():
+            state = trainer.states[slot]
+            if state is not None and state.request.tag[0] == entry.trial.number:
+                trainer.prune(slot)
+        entry.running.clear()
 
-        entry = self.open.pop(result.request.tag)
-        self.beating[:] = [o.trial._trial_id for o in self.open.values()]
+    def finished(self, trainer: SlotTrainer, result: SlotResult) -> None:
+        """A member stopped: measure it now (its slot may be refilled before its trial ends); when
+        it ends its trial (a NaN, a prune, or the last member), record, save and tell the trial."""
+        from regsweep.objective import mean_of_folds, mean_of_repeats, record_result, record_worker_rss, trial_value
+
+        number, member = result.request.tag
+        entry = self.open.get(number)
+        if entry is None or member not in entry.running:  # a member stopped with its trial, already told
+            return
+        del entry.running[member]
+        entry.reasons[member] = result.reason
+        if result.reason != "nan":
+            complete = result.state == "complete"
+            model = trainer.export(result.slot)
+            entry.results[member] = train_result(result, model, trainer.dataset,
+                                                 keep_model=complete and self.keep_top is not None)
+            if complete and entry.running:
+                return  # the trial ends with its last member
+        self.stop_members(entry)
+        del self.open[number]
+        self.update_beating()
         trial, self.ran = entry.trial, self.ran + 1
         with DropIfEnded(trial):  # another process ended it: drop this trial, train the others
             record_worker_rss(trial)
-            trial.set_user_attr("slot_stop", result.reason)
+            trial.set_user_attr("slot_stop", result.reason if len(self.member_data) == 1 else
+                                [entry.reasons.get(m, "stopped") for m in range(len(self.member_data))])
             if result.reason == "nan":
                 reason = (f"NonFiniteLossError: non-finite loss at epoch {result.epochs}: "
                           f"loss={result.loss_curve[-1]}, val_data_loss={result.val_curve[-1]}")
@@ -235,8 +297,11 @@ class _SlotSweep:
                 tell_failure(self.study, trial, reason)
                 return
             complete = result.state == "complete"
-            model = trainer.export(result.slot)
-            outcome = train_result(result, model, self.dataset, keep_model=complete and self.keep_top is not None)
+            if complete:
+                runs = [entry.results[m] for m in range(len(self.member_data))]
+                outcome = mean_of_folds(runs) if self.dataset.folds else mean_of_repeats(runs)
+            else:  # pruned through member 0: its result alone, as objective.objective records a pruned trial
+                outcome = entry.results[member]
             record_result(trial, outcome)
             if self.keep_top is not None:
                 _save_artifacts(self.study, trial, outcome, complete, self.keep_top)
@@ -263,6 +328,7 @@ class _SlotSweep:
         for entry in list(self.open.values()):
             tell_failure(self.study, entry.trial, reason, retry=retry)
         self.open.clear()
+        self.update_beating()
 
 
 def _save_artifacts(study: optuna.Study, trial: optuna.Trial, result: TrainResult, complete: bool,
@@ -280,7 +346,7 @@ def _save_artifacts(study: optuna.Study, trial: optuna.Trial, result: TrainResul
 
 
 def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int,
-              slots: int = DEFAULT_SLOTS, seed: int = 0, keep_top: int | None = 3, share: int = 1,
+              slots: int = DEFAULT_SLOTS, seed: int = 0, repeats: int = 1, keep_top: int | None = 3, share: int = 1,
               stop: StopRequest | None = None, max_failures_in_a_row: int = 10,
               on_trial: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None,
               trial_attrs: dict[str, Any] | None = None) -> int:
@@ -289,9 +355,12 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
 
     Args:
         total: the sweep's total; a trial is claimed only while the study is short of it.
-        slots: K, the open trials (every bucket's trainer has K slots).
+        slots: K, the open slots: trials' members training at once (every bucket's trainer has
+            K slots, or R if ``repeats`` or the folds are more).
         seed: the Keras seed of trial n is ``seed + n`` (as ``objective.objective``); also the
             seed of the trainers' batch order.
+        repeats: R: a trial trains as R slots side by side (seeds as ``objective.train_repeats``);
+            its value is their mean. With folds, a trial trains one slot per fold instead (1 here).
         keep_top: save the learning curve and, for the best ``keep_top``, the model; ``None``: no artifacts.
         share: the number of workers (see :func:`regsweep.lifecycle.claim_trials`).
         stop: soft stop: claim no more, finish the open trials; stop-now: fail the open
@@ -302,13 +371,12 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
         trial_attrs: user attributes set on every claimed trial (e.g. the worker's index).
 
     Raises:
-        EngineError: the dataset has folds, which the engine does not train yet.
+        ValueError: ``repeats`` is not 1 on a dataset with folds, or below 1.
     """
-    from regsweep.engine import EngineError
-
-    if dataset.folds:
-        raise EngineError("stacked engine: cross-validation folds are not trained in slots yet")
-    sweep = _SlotSweep(study, space, dataset, total=total, slots=slots, seed=seed, keep_top=keep_top, share=share,
+    if repeats < 1 or (dataset.folds and repeats != 1):
+        raise ValueError(f"repeats: got {repeats}; allowed: an int >= 1, and 1 with folds")
+    sweep = _SlotSweep(study, space, dataset, total=total, slots=slots, seed=seed, repeats=repeats, keep_top=keep_top,
+                       share=share,
                        stop=stop if stop is not None else StopRequest(), max_failures_in_a_row=max_failures_in_a_row,
                        trial_attrs=dict(trial_attrs or {}))
     with heartbeat(study, sweep.beating):

@@ -141,6 +141,7 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
         from regsweep.slot_sweep import run_slots
 
         ran = run_slots(study, space, dataset, total=job.total, slots=settings.open_slots, seed=settings.seed,
+                        repeats=settings.repeats,
                         keep_top=settings.keep_top, share=settings.workers, stop=stop,
                         max_failures_in_a_row=settings.max_failures_in_a_row, on_trial=on_trial,
                         trial_attrs={"tf_intra_op_threads": threads["intra_op"], "worker": job.index})

@@ -127,7 +127,6 @@ SWEEP_CASES = [
     ("slots_zero", ["--storage", NEW, *BASE, "--engine", "slots", "--slots", "0"], ["--slots", "0"]),
     ("slots_too_many", ["--storage", NEW, *BASE, "--engine", "slots", "--slots", "300"], ["slots", "300", "256"]),
     ("slots_with_pack", ["--storage", NEW, *BASE, "--engine", "slots", "--pack", "4"], ["pack", "slots"]),
-    ("slots_with_repeats", ["--storage", NEW, *BASE, "--engine", "slots", "--repeats", "2"], ["repeats", "slots"]),
     ("slots_without_engine", ["--storage", NEW, *BASE, "--slots", "4"], ["slots", "4", "engine 'slots'"]),
 ]
 CLI_CASES = [
@@ -202,8 +201,9 @@ API_CASES = [
                                        engine="slots", slots=True), "slots"),
     ("slots_with_keras_engine", lambda w: run_sweep(_space(), make_rings(n=120), study=STUDY, storage=NEW.format(w=w),
                                                     engine="keras", slots=4), "slots"),
-    ("slots_with_folds", lambda w: run_sweep(_space(), from_csv(w / "two_classes.csv", target="y", folds=3), study=STUDY,
-                                             storage=NEW.format(w=w), engine="slots"), "engine"),
+    ("slots_repeats_with_folds", lambda w: run_sweep(_space(), from_csv(w / "two_classes.csv", target="y", folds=3),
+                                                     study=STUDY, storage=NEW.format(w=w), engine="slots", repeats=2),
+     "repeats"),
     ("space_not_a_space", lambda w: run_sweep({"depth": 2}, make_rings(n=120), study=STUDY, storage=NEW.format(w=w)), "space"),
     ("dataset_not_a_dataset", lambda w: run_sweep(_space(), np.zeros((10, 2)), study=STUDY, storage=NEW.format(w=w)), "dataset"),
     ("other_space_on_existing", lambda w: run_sweep(SearchSpace(depth=(1, 2)), make_rings(n=120), study=STUDY,

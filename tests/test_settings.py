@@ -26,7 +26,7 @@ def test_settings_survive_a_json_round_trip(tmp_path):
     again = SweepSettings.from_dict(json.loads(text))
     assert again == settings
     defaults = SweepSettings().to_dict()
-    # engine="slots" refuses pack and repeats and slots needs it, so the slots engine makes its own round trip
+    # engine="slots" refuses pack and slots needs it, so the slots engine makes its own round trip
     assert {k for k, v in settings.to_dict().items() if v != defaults[k]} == \
         set(defaults) - {"objectives", "engine", "slots"}
     slots = SweepSettings(engine="slots", slots=3)

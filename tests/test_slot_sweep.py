@@ -197,3 +197,90 @@ def test_study_snapshot_judges_as_the_study_from_one_read(sqlite_url):
     assert [t.value for t in snapshot.get_trials(states=(complete,))] == [1.0, 2.0, 3.0]
     assert len(study.get_trials(states=(complete,))) == 4
     assert snapshot.study_name == "snap" and snapshot.direction == study.direction
+
+
+def _alone(config, data, seed: int, shuffle_seed: int):
+    """``config`` trained alone in a fresh one-slot trainer from its first epoch."""
+    from regsweep.engine import SlotRequest, SlotTrainer, bucket_for
+
+    trainer = SlotTrainer(bucket_for(config, data), data, slots=1, batch_size=config.batch_size,
+                          shuffle_seed=shuffle_seed)
+    pending, results = [SlotRequest(config, seed)], []
+    trainer.run(lambda: pending.pop() if pending else None, lambda slot, result: results.append(result))
+    return results[0]
+
+
+def test_repeats_train_side_by_side_as_slots_with_the_seeds_of_train_repeats(tiny_rings, sqlite_url):
+    """--repeats 2 on the slots engine: each trial is two slots of its configuration; its value is
+    the mean of the two, and trial 0's repeats equal its configuration trained alone with the
+    seeds objective.train_repeats gives them (seed + number + r * REPEAT_SEED_STRIDE). No dropout:
+    the engine's masks depend on a slot's row, so dropout agrees only statistically (test_engine)."""
+    import optuna
+
+    from regsweep.objective import REPEAT_SEED_STRIDE
+    from regsweep.slot_sweep import run_slots
+    from regsweep.space import suggest
+    from regsweep.storage import count_states
+
+    space = SearchSpace(depth=(1, 2), width=(2, 8), dropout=(0.0, 0.0), patience=(1, 2), max_epochs=3, batch_size=32)
+    study = _study(sqlite_url, space, tiny_rings, "repeats", total=4)
+    assert run_slots(study, space, tiny_rings, total=4, slots=3, seed=5, repeats=2, keep_top=1) == 4
+    assert count_states(study)["COMPLETE"] == 4
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        assert attrs["repeats"] == 2 and len(attrs["val_losses"]) == 2
+        assert trial.value == pytest.approx(sum(attrs["val_losses"]) / 2, rel=1e-12)
+        assert attrs["val_loss_std"] == pytest.approx(abs(attrs["val_losses"][0] - attrs["val_losses"][1]) / 2 ** 0.5)
+        assert attrs["model_val_loss"] in attrs["val_losses"]
+        assert len(attrs["slot_stop"]) == 2 and set(attrs["slot_stop"]) <= {"patience", "max_epochs"}
+    first = study.trials[0]
+    config = suggest(optuna.trial.FixedTrial(first.params), space)
+    alone = [_alone(config, tiny_rings, 5 + 0 + r * REPEAT_SEED_STRIDE, shuffle_seed=5).val_loss for r in range(2)]
+    assert first.user_attrs["val_losses"] == pytest.approx(alone, rel=1e-5, abs=1e-6)
+    assert alone[0] != pytest.approx(alone[1], rel=1e-6)  # the two seeds differ
+
+
+def test_a_pruned_first_repeat_prunes_the_trial_and_frees_every_slot(tiny_rings, sqlite_url):
+    """The pruner watches repeat 0: when it prunes, the trial is PRUNED with repeat 0's curves and
+    its other repeat leaves its slot at once (the next trials still fit, the total is exact)."""
+    import optuna
+
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+
+    space = SearchSpace(depth=(1, 2), width=(2, 8), patience=(3, 3), max_epochs=5, batch_size=32)
+    pruner = optuna.pruners.ThresholdPruner(upper=1e-6, n_warmup_steps=1)
+    study = _study(sqlite_url, space, tiny_rings, "pruned-repeats", pruner=pruner, total=4)
+    assert run_slots(study, space, tiny_rings, total=4, slots=2, repeats=2) == 4
+    assert count_states(study)["PRUNED"] == 4
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        assert attrs["slot_stop"] == ["pruned", "stopped"] and attrs["epochs"] == 2
+        assert list(trial.intermediate_values) == [0, 1] and "repeats" not in attrs
+
+
+def test_folds_train_as_one_slot_per_fold_on_the_fold_data(tmp_path, sqlite_url):
+    """A dataset with 3 folds on the slots engine: each trial is one slot per fold, each on its
+    fold's data with the trial's seed; its value is the mean over folds (objective.train_folds)."""
+    import optuna
+    from test_preprocessing import write_wine_csv
+
+    from regsweep.data import from_csv
+    from regsweep.slot_sweep import run_slots
+    from regsweep.space import suggest
+
+    data = from_csv(write_wine_csv(tmp_path), target="target", folds=3, test_fraction=0.2)
+    space = SearchSpace(regularizers=("l2",), depth=(1, 2), width=(4, 8), dropout=(0.0, 0.0), patience=2, max_epochs=3,
+                        batch_size=64)
+    study = _study(sqlite_url, space, data, "folds", total=3)
+    assert run_slots(study, space, data, total=3, slots=2, seed=1, keep_top=1) == 3
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        assert attrs["folds"] == 3 and len(attrs["fold_val_losses"]) == 3 and len(attrs["fold_val_curves"]) == 3
+        assert trial.value == pytest.approx(sum(attrs["fold_val_losses"]) / 3, rel=1e-12)
+        assert attrs["model_val_loss"] == attrs["fold_val_losses"][attrs["model_fold"]]
+    first = study.trials[0]
+    config = suggest(optuna.trial.FixedTrial(first.params), space)
+    alone = [_alone(config, fold, 1 + 0, shuffle_seed=1).val_loss for fold in data.folds]
+    assert first.user_attrs["fold_val_losses"] == pytest.approx(alone, rel=1e-5, abs=1e-6)
+    assert len(set(alone)) == 3  # three folds, three different data

@@ -82,7 +82,8 @@ def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_pat
     assert meta["preprocessing"] == data.preprocessing and meta["classes"] == ["benign", "malignant"]
 
 
-def test_folds_sweep_records_the_mean_std_and_a_curve_per_fold(tmp_path):
+@pytest.mark.parametrize("engine", [{"pack": 2}, {"engine": "slots", "slots": 3}], ids=["keras-pack", "slots"])
+def test_folds_sweep_records_the_mean_std_and_a_curve_per_fold(tmp_path, engine):
     from test_preprocessing import write_wine_csv
 
     import regsweep
@@ -91,7 +92,7 @@ def test_folds_sweep_records_the_mean_std_and_a_curve_per_fold(tmp_path):
     data = from_csv(write_wine_csv(tmp_path), target="target", folds=3, test_fraction=0.2)
     space = SearchSpace(regularizers=("l2",), depth=1, width=8, patience=2, max_epochs=3, batch_size=64)
     study = regsweep.run_sweep(space, data, study="wine", storage=f"sqlite:///{tmp_path / 'w.db'}", trials=2,
-                               workers=1, seed=0, keep_top=1, pack=2, pruner="none", out=str(tmp_path / "out"))
+                               workers=1, seed=0, keep_top=1, pruner="none", out=str(tmp_path / "out"), **engine)
     trial = regsweep.best_trial(study)
     attrs = trial.user_attrs
     assert attrs["folds"] == 3 and len(attrs["fold_val_curves"]) == 3 and len(attrs["fold_val_losses"]) == 3
