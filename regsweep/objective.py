@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +124,17 @@ def _epoch_callback(on_epoch: Any) -> Any:
     return _EpochHook()
 
 
-def validation_logs(model: keras.Model, dataset: Dataset, *, batch_size: int = 4096) -> dict[str, float]:
+PREDICT_ROWS = 4096  # rows per inference-mode call (as model.evaluate's batches of regsweep's validation)
+
+
+def inference_chunks(model: keras.Model, x: Any, *, batch_size: int = PREDICT_ROWS) -> Iterator[tuple[slice, Any]]:
+    """``model``'s inference-mode outputs on ``x``, ``batch_size`` rows at a time: ``(rows, outputs)``."""
+    for start in range(0, len(x), batch_size):
+        rows = slice(start, start + batch_size)
+        yield rows, model(x[rows], training=False)
+
+
+def validation_logs(model: keras.Model, dataset: Dataset, *, batch_size: int = PREDICT_ROWS) -> dict[str, float]:
     """``val_data_loss`` and ``val_metric`` of ``model`` on the validation rows, computed eagerly.
 
     The same metrics on the same 4096-row batches as ``model.evaluate``, without tracing a Keras
@@ -133,11 +144,9 @@ def validation_logs(model: keras.Model, dataset: Dataset, *, batch_size: int = 4
     from regsweep.models import task_metrics
 
     metrics = task_metrics(dataset.task)
-    for start in range(0, len(dataset.x_val), batch_size):
-        y = dataset.y_val[start:start + batch_size]
-        pred = model(dataset.x_val[start:start + batch_size], training=False)
+    for rows, pred in inference_chunks(model, dataset.x_val, batch_size=batch_size):
         for metric in metrics:
-            metric.update_state(y, pred)
+            metric.update_state(dataset.y_val[rows], pred)
     return {f"val_{metric.name}": float(metric.result()) for metric in metrics}
 
 
@@ -234,16 +243,15 @@ def record_worker_rss(trial: optuna.trial.BaseTrial) -> None:
     trial.set_user_attr("worker_rss_mb", round(psutil.Process().memory_info().rss / 2**20, 1))
 
 
-def inference_loss(model: keras.Model, x: Any, y: Any, loss: str, *, batch_size: int = 4096) -> float:
+def inference_loss(model: keras.Model, x: Any, y: Any, loss: str, *, batch_size: int = PREDICT_ROWS) -> float:
     """Mean per-sample data loss of ``model`` on ``x``/``y`` in inference mode (no dropout)."""
     import keras
     import numpy as np
 
     loss_fn = keras.losses.get(loss)
     total = 0.0
-    for start in range(0, len(x), batch_size):
-        pred = model(x[start:start + batch_size], training=False)
-        total += float(np.sum(keras.ops.convert_to_numpy(loss_fn(y[start:start + batch_size], pred))))
+    for rows, pred in inference_chunks(model, x, batch_size=batch_size):
+        total += float(np.sum(keras.ops.convert_to_numpy(loss_fn(y[rows], pred))))
     return total / max(1, len(x))
 
 
@@ -253,8 +261,7 @@ def validation_scores(model: keras.Model, dataset: Dataset) -> dict[str, float]:
 
     from regsweep.evaluation import imbalanced_metrics
 
-    pred = np.concatenate([np.asarray(model(dataset.x_val[i:i + 4096], training=False))
-                           for i in range(0, len(dataset.x_val), 4096)])
+    pred = np.concatenate([np.asarray(out) for _, out in inference_chunks(model, dataset.x_val)])
     return imbalanced_metrics(dataset.task, dataset.y_val, pred, prefix="val")
 
 

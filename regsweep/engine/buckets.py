@@ -128,7 +128,7 @@ def space_buckets(space: SearchSpace, dataset: Dataset) -> list[Bucket]:
     power-of-two width (at least :data:`MIN_BUCKET_WIDTH`), so a trial is masked only up to the
     next power of two of its width, never to a deeper shape (a depth-1 trial in a depth-4 slot
     would compute three unused layers). The buckets of one depth share one compiled epoch (see
-    ``trainer.compiled_for``)."""
+    ``program.compiled_for``)."""
     floor = min(MIN_BUCKET_WIDTH, bucket_width(space.width[1]))
     widths = sorted({max(floor, bucket_width(w)) for w in range(space.width[0], space.width[1] + 1)})
     return [Bucket(input_dim=math.prod(dataset.input_shape), depth=depth, width=w,

@@ -1,7 +1,8 @@
 """The slot trainer: K trials of one bucket trained side by side, each stopped and refilled alone.
 
-Each epoch runs as one compiled call over every batch for all K slots (a ``tf.function`` with a
-``tf.range`` loop, built once per trainer), followed by one compiled validation pass. Per slot,
+Each epoch runs as one compiled call over every batch for the running slots (a ``tf.function``
+with a ``tf.range`` loop, shared by every trainer of one depth: :mod:`regsweep.engine.program`),
+followed by one compiled validation pass. Per slot,
 after each epoch and in this order (as ``objective.train_config`` with Keras' ``fit``):
 
 1. a NaN or infinite training loss or validation data loss stops it (``nan``);
@@ -24,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from regsweep.engine.buckets import Bucket, EngineError
+from regsweep.engine.program import compiled_for
 from regsweep.engine.stack import SlotOptimizer, StackedMLP, set_slot
 
 if TYPE_CHECKING:
@@ -140,104 +140,6 @@ def _penalties(config: TrialConfig) -> tuple[float, float]:
     """(l1, l2) strengths of ``config``'s kernel regularizer (as models.make_regularizer)."""
     kind, lam = config.regularizer, float(config.lam)
     return (lam if kind in ("l1", "l1_l2") else 0.0, lam if kind in ("l2", "l1_l2") else 0.0)
-
-
-_COMPILED: dict[tuple[Any, ...], _Compiled] = {}
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    """The compiled functions shared by every trainer of one depth, input, output, options and
-    batch size (see :func:`compiled_for`)."""
-
-    program: Any  # one epoch of the running slots' rows (input signature: any width, any count)
-    epoch: Any  # gather the running rows from a trainer's variables, run ``program``, scatter back
-    validate: Any  # per-slot validation sums of the running rows on one chunk
-    keep_best: Any  # copy the improved slots' weights into the best weights
-
-
-def compiled_for(layer: StackedMLP, optimizer: SlotOptimizer, batch_size: int, y_train: np.ndarray, *,
-                 jit_compile: bool = False) -> _Compiled:
-    """The compiled epoch of ``layer``'s bucket: built once per process for every bucket with the
-    same depth, input, output, options and batch size. The program is traced once: the slot axis
-    and the width are dynamic in its signature. The functions around it take the trainer's
-    variables as arguments (``reduce_retracing``), so a new bucket reuses their traces too
-    instead of tracing and optimising a graph of its own (its first epoch still costs about 0.6 s
-    of TensorFlow instantiating the functions for its variables, against about 0.95 s before).
-
-    ``program`` maps the running slots' rows ``(params, hyper, state, steps)`` (see
-    :meth:`StackedMLP.forward` and :meth:`SlotOptimizer.update`), the epoch's rows ``x, y`` and a
-    dropout ``seed`` to the updated ``(params, state, steps)`` and per-slot mean ``loss`` and
-    ``data_loss`` over the epoch, batch after batch as ``model.fit`` does.
-    """
-    bucket = layer.bucket
-    y_spec = tf.TensorSpec([None, *y_train.shape[1:]], tf.as_dtype(y_train.dtype))
-    key = (dataclasses.replace(bucket, width=0), batch_size, y_spec, jit_compile)
-    if key in _COMPILED:
-        return _COMPILED[key]
-    size = batch_size
-
-    def program(params: Any, hyper: Any, state: Any, steps: Any, x: Any, y: Any, seed: Any) -> Any:
-        n = tf.shape(x)[0]
-        count = (n + size - 1) // size
-        loss_sum = tf.zeros(tf.shape(steps["steps"]))
-        data_sum = tf.zeros(tf.shape(steps["steps"]))
-        for i in tf.range(count):
-            x_batch, y_batch = x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]
-            with tf.GradientTape() as tape:
-                tape.watch(params)
-                batch_seed = tf.random.experimental.stateless_fold_in(seed, i)
-                values = layer.per_sample(layer.forward(params, hyper, x_batch, training=True, seed=batch_seed),
-                                          y_batch)
-                rows = ops.cast(ops.shape(values)[1], "float32")
-                data_total = ops.sum(values, axis=1)
-                total = ops.add(ops.divide(data_total, rows), layer.penalty(params, hyper))
-                objective = ops.sum(total)  # slot k's weights appear only in total[k]
-            params, state, steps = optimizer.update(params, tape.gradient(objective, params), state, steps)
-            loss_sum += total * rows
-            data_sum += data_total
-        total_rows = ops.cast(n, "float32")
-        return params, state, steps["steps"], loss_sum / total_rows, data_sum / total_rows
-
-    def spec(variable: Any) -> tf.TensorSpec:  # the slot axis and any width-sized axis are dynamic
-        shape = [None] + [None if d == bucket.width else d for d in variable.shape[1:]]
-        return tf.TensorSpec(shape, "float32")
-
-    x_spec = tf.TensorSpec([None, bucket.input_dim], "float32")
-    signature = [tf.nest.map_structure(spec, layer.weight_list()), tf.nest.map_structure(spec, layer.slot_hyper()),
-                 tf.nest.map_structure(spec, optimizer.slots), tf.nest.map_structure(spec, optimizer.hyper()),
-                 x_spec, y_spec, tf.TensorSpec([2], "int32")]
-    compiled_program = tf.function(program, input_signature=signature, jit_compile=jit_compile)
-
-    def epoch(weights: Any, hyper: Any, state: Any, opt_hyper: Any, active: Any, x: Any, y: Any, seed: Any) -> Any:
-        running = tf.reshape(tf.where(active > 0), [-1])
-        index = tf.expand_dims(running, 1)
-
-        def gather(variables: Any) -> Any:
-            return tf.nest.map_structure(lambda v: tf.gather(v, running), variables)
-
-        params, hyper_rows = gather(weights), gather(hyper)
-        params, new_state, steps, loss, data_loss = compiled_program(params, hyper_rows, gather(state),
-                                                                     gather(opt_hyper), x, y, seed)
-        tf.nest.map_structure(lambda v, rows: v.assign(tf.tensor_scatter_nd_update(v, index, rows)),
-                              [weights, state, opt_hyper["steps"]], [params, new_state, steps])
-        return running, params, hyper_rows, loss, data_loss
-
-    def validate(params: Any, hyper: Any, x: Any, y: Any) -> tuple[Any, Any]:  # same signature as program
-        logits = layer.forward(params, hyper, x)
-        return (ops.sum(layer.per_sample(logits, y), axis=1),
-                ops.sum(layer.per_sample(logits, y, metric=True), axis=1))
-
-    def keep_best(weights: Any, best: Any, improved: Any) -> None:
-        for variable, kept in zip(weights, best):
-            mask = tf.reshape(improved, [-1] + [1] * (variable.shape.rank - 1))
-            kept.assign(tf.where(mask, variable, kept))
-
-    _COMPILED[key] = _Compiled(
-        compiled_program, tf.function(epoch, reduce_retracing=True, autograph=False),
-        tf.function(validate, input_signature=[*signature[:2], x_spec, y_spec], autograph=False),
-        tf.function(keep_best, reduce_retracing=True, autograph=False))
-    return _COMPILED[key]
 
 
 def _tf_variables(variables: Any) -> Any:
