@@ -109,7 +109,8 @@ class _Open:
 
 
 class _SlotSweep:
-    """The state of one :func:`run_slots` call: its trainers (one per bucket) and open trials."""
+    """The state of one :func:`run_slots` call: its trainers (one per bucket, and per fold on a
+    dataset with folds) and open trials."""
 
     def __init__(self, study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int, slots: int,
                  seed: int, repeats: int, keep_top: int | None, share: int, stop: StopRequest,
