@@ -1,5 +1,7 @@
 """With ``--seed`` and one worker, two runs of a sweep give the same parameters per trial and the
-same leaderboard, up to float noise (documented in the README's reliability section)."""
+same leaderboard, up to float noise (documented in the README's reliability section), on the
+Keras engine and on the slots engine (its batch order and dropout masks come from seeded
+generators too)."""
 
 from __future__ import annotations
 
@@ -30,20 +32,21 @@ TRIALS = 10  # TPE samples randomly for 8 trials, then from the values: 9 and 10
 FLOAT_TOLERANCE = 1e-5
 
 
-def run_once(tmp_path: Path, name: str) -> pd.DataFrame:
+def run_once(tmp_path: Path, name: str, engine: list[str]) -> pd.DataFrame:
     sweep = tmp_path / "det_sweep.py"
     sweep.write_text(SWEEP)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = tmp_path / name
     done = subprocess.run([sys.executable, str(sweep), "--storage", f"sqlite:///{tmp_path / name}.db", "--study", "det",
                            "--trials", str(TRIALS), "--workers", "1", "--seed", "7", "--no-plots", "--no-progress",
-                           "--out", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+                           "--out", str(out), *engine], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return pd.read_csv(out / "leaderboard.csv")
 
 
-def test_two_seeded_single_worker_runs_give_the_same_trials_and_leaderboard(tmp_path):
-    first, second = run_once(tmp_path, "first"), run_once(tmp_path, "second")
+@pytest.mark.parametrize("engine", [[], ["--engine", "slots"]], ids=["keras", "slots"])
+def test_two_seeded_single_worker_runs_give_the_same_trials_and_leaderboard(tmp_path, engine):
+    first, second = run_once(tmp_path, "first", engine), run_once(tmp_path, "second", engine)
     assert len(first) == len(second) == TRIALS
     by_trial = [board.sort_values("trial").reset_index(drop=True) for board in (first, second)]
     params = ["trial", "state", "regularizer", "lam", "dropout", "depth", "width", "patience"]
