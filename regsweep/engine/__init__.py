@@ -8,22 +8,9 @@ Example:
     >>> trainer = SlotTrainer(bucket_for(config, data, depth=4), data, slots=16, batch_size=50)  # doctest: +SKIP
 """
 
-from regsweep.engine.buckets import (
-           Bucket,
-           EngineError,
-           bucket_for,
-           bucket_width,
-           space_buckets,
-           unsupported,
-)
+from regsweep.engine.buckets import Bucket, EngineError, bucket_for, bucket_width, space_buckets, unsupported
 from regsweep.engine.stack import SlotOptimizer, StackedMLP
-from regsweep.engine.trainer import (
-           SlotRequest,
-           SlotResult,
-           SlotTrainer,
-           initial_weights,
-           to_keras,
-)
+from regsweep.engine.trainer import SlotRequest, SlotResult, SlotTrainer, initial_weights, to_keras
 
 __all__ = ["Bucket", "EngineError", "SlotOptimizer", "SlotRequest", "SlotResult", "SlotTrainer", "StackedMLP",
            "bucket_for", "bucket_width", "initial_weights", "space_buckets", "to_keras", "unsupported"]
