@@ -99,13 +99,15 @@ def _add_pack_arg(parser: argparse.ArgumentParser) -> None:
                              "auto picks K from the model size (default: 1, no packing)")
 
 
-def _add_engine_args(parser: argparse.ArgumentParser) -> None:
+def _add_engine_args(parser: argparse.ArgumentParser, *, recorded: bool = False) -> None:
+    default = "the study's recorded one" if recorded else "keras"
     parser.add_argument("--engine", default=None, choices=("keras", "slots"),
-                        help="keras: one Keras model and model.fit per trial (default); slots: a worker trains "
-                             "--slots trials at once as refillable slots of stacked graphs built once "
-                             "(no per-trial tracing; see the README's engine section)")
+                        help=f"keras: one Keras model and model.fit per trial; slots: a worker trains "
+                             f"--slots trials at once as refillable slots of stacked graphs built once "
+                             f"(no per-trial tracing; see the README's engine section) (default: {default})")
     parser.add_argument("--slots", type=positive_int, default=None, metavar="K",
-                        help="only with --engine slots: trials a worker trains at once, 1-256 (default: 8)")
+                        help=f"only with --engine slots: trials a worker trains at once, 1-256 "
+                             f"(default: {'the recorded one, else 8' if recorded else '8'})")
 
 
 def _add_backend_args(parser: argparse.ArgumentParser) -> None:
@@ -183,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--trials", type=positive_int, default=None, help="new total (default: the recorded one)")
     resume.add_argument("--workers", type=positive_int, default=1, help="worker processes (default: 1)")
     _add_pack_arg(resume)
-    _add_engine_args(resume)
+    _add_engine_args(resume, recorded=True)
     _add_backend_args(resume)
     resume.add_argument("--no-plots", action="store_true", help="skip writing plots at the end")
     resume.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")

@@ -34,7 +34,8 @@ DEFAULT_SLOTS = 8  # open trials per worker on the slots engine when ``slots`` i
 AUTO = "auto"
 # The settings a study records (field -> key in the study's ``regsweep`` attribute).
 RECORDED = {"trials": "total", "seed": "seed", "pruner": "pruner", "sampler": "sampler", "repeats": "repeats",
-            "keep_top": "keep_top", "objectives": "objectives", "artifacts": "artifacts"}
+            "keep_top": "keep_top", "objectives": "objectives", "artifacts": "artifacts", "engine": "engine",
+            "slots": "slots"}
 _ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss)://[^\s:/]+:\d{1,5}$")
 
 
@@ -228,8 +229,11 @@ class SweepSettings:
     @classmethod
     def from_record(cls, meta: dict[str, Any], **overrides: Any) -> SweepSettings:
         """Settings from a study's record (see :meth:`record`), with ``overrides`` (study, storage,
-        workers, ...) on top; settings the record lacks take their defaults."""
+        workers, ...) on top; settings the record lacks take their defaults. A recorded ``slots``
+        is dropped when ``overrides`` switch the study to the Keras engine."""
         recorded = {name: meta[key] for name, key in RECORDED.items() if key in meta}
+        if overrides.get("engine", recorded.get("engine")) != "slots":
+            recorded.pop("slots", None)
         return cls.from_dict({**recorded, **overrides})
 
 

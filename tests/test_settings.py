@@ -39,7 +39,7 @@ def test_the_study_record_holds_the_recorded_settings_and_overrides_win(tmp_path
     settings = _unusual(tmp_path)
     record = settings.record()
     assert record == {"total": 7, "seed": 11, "pruner": "hyperband", "sampler": "random", "repeats": 2,
-                      "keep_top": 1, "objectives": ["val_loss"],
+                      "keep_top": 1, "objectives": ["val_loss"], "engine": "keras", "slots": None,
                       "artifacts": str((tmp_path / "shared-artifacts").resolve())}
     assert set(record) == set(RECORDED.values())
     assert "artifacts" not in SweepSettings().record()  # no folder given: the study keeps what it recorded
@@ -48,6 +48,19 @@ def test_the_study_record_holds_the_recorded_settings_and_overrides_win(tmp_path
         (9, 11, "random", "hyperband", 2, 1, 2)
     assert back.artifacts == settings.artifacts
     assert SweepSettings.from_record({"total": 4}).seed == 0  # older records: missing settings take defaults
+
+
+def test_the_engine_is_recorded_and_a_keras_override_drops_the_recorded_slots():
+    record = SweepSettings(engine="slots", slots=3, trials=5).record()
+    assert (record["engine"], record["slots"]) == ("slots", 3)
+    resumed = SweepSettings.from_record(record, trials=8)
+    assert (resumed.engine, resumed.open_slots, resumed.trials) == ("slots", 3, 8)
+    switched = SweepSettings.from_record(record, engine="keras")
+    assert (switched.engine, switched.slots) == ("keras", None)
+    assert SweepSettings.from_record(record, slots=5).open_slots == 5
+    assert SweepSettings.from_record({"total": 4}).engine == "keras"  # records from before the engine was kept
+    with pytest.raises(SettingsError, match=r"^pack: got 4 with engine 'slots'"):
+        SweepSettings.from_record(record, pack=4)  # a slots study resumes packed only with engine="keras"
 
 
 def test_an_unknown_or_bad_field_is_refused_by_name():

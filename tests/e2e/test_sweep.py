@@ -103,7 +103,8 @@ def test_plot_and_exports_are_written(tmp_path):
 
 def test_slots_engine_sweep_with_two_workers_then_cli_resume_reaches_exact_totals(tmp_path, sqlite_url):
     """--engine slots: worker processes train their trials as refillable slots; the totals are
-    exact, every trial says it was trained in a slot, and `regsweep resume --engine slots` extends it."""
+    exact, every trial says it was trained in a slot, and `regsweep resume` extends it on the
+    engine and slots the study recorded."""
     _run(sqlite_url, tmp_path, 4, workers=2, threads_per_worker=1, engine="slots", slots=2)
     study = load_study(sqlite_url, "e2e")
     counted = [t for t in study.trials if not t.user_attrs.get("not_counted")]
@@ -116,7 +117,7 @@ def test_slots_engine_sweep_with_two_workers_then_cli_resume_reaches_exact_total
         assert trial.user_attrs["epochs"] == len(trial.user_attrs["val_curve"]) <= SPACE.max_epochs
 
     done = subprocess.run([sys.executable, "-m", "regsweep.cli", "resume", "--study", "e2e", "--storage", sqlite_url,
-                           "--trials", "6", "--engine", "slots", "--slots", "2", "--no-plots"],
+                           "--trials", "6", "--no-plots"],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
                                "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))})
