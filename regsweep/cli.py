@@ -95,16 +95,17 @@ def _pack_value(text: str) -> int | str:
 
 def _add_pack_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pack", type=_pack_value, default=1, metavar="K|auto",
-                        help="train K trials together as one Keras graph per worker (faster for small models); "
+                        help="with --engine keras: train K trials together as one Keras graph per worker; "
                              "auto picks K from the model size (default: 1, no packing)")
 
 
 def _add_engine_args(parser: argparse.ArgumentParser, *, recorded: bool = False) -> None:
-    default = "the study's recorded one" if recorded else "keras"
+    default = "the study's recorded one" if recorded else "slots"
     parser.add_argument("--engine", default=None, choices=("keras", "slots"),
-                        help=f"keras: one Keras model and model.fit per trial; slots: a worker trains "
-                             f"--slots trials at once as refillable slots of stacked graphs built once "
-                             f"(no per-trial tracing; see the README's engine section) (default: {default})")
+                        help=f"slots: a worker trains --slots trials at once as refillable slots of stacked "
+                             f"graphs built once (no per-trial tracing; see the README's engine section); "
+                             f"keras: one Keras model and model.fit per trial (--pack applies) "
+                             f"(default: {default})")
     parser.add_argument("--slots", type=positive_int, default=None, metavar="K",
                         help=f"only with --engine slots: trials a worker trains at once, 1-256 "
                              f"(default: {'the recorded one, else 8' if recorded else '8'})")

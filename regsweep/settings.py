@@ -30,6 +30,7 @@ SAMPLERS = ("tpe", "random", "nsga2")
 BACKENDS = ("local", "dask")
 ENGINES = ("keras", "slots")
 MAX_SLOTS = 256
+LEGACY_ENGINE = "keras"  # the engine of a study recorded before the engine was recorded
 DEFAULT_SLOTS = 8  # open trials per worker on the slots engine when ``slots`` is not given
 AUTO = "auto"
 # The settings a study records (field -> key in the study's ``regsweep`` attribute).
@@ -95,9 +96,11 @@ class SweepSettings:
             (``None``: start a ``LocalCluster`` of ``workers`` processes).
         pack: trials trained together as one packed Keras graph per worker (an int >= 1, or
             ``"auto"``: by model size, see :func:`regsweep.packing.auto_pack_size`).
-        engine: ``keras`` (default): each trial is its own Keras model trained by ``model.fit``
-            (``pack`` applies); ``slots``: trials train as refillable slots of stacked graphs built
-            once per worker (:mod:`regsweep.slot_sweep`, the engine of :mod:`regsweep.engine`).
+        engine: ``slots`` (default): trials train as refillable slots of stacked graphs built
+            once per worker (:mod:`regsweep.slot_sweep`, the engine of :mod:`regsweep.engine`);
+            ``keras``: each trial is its own Keras model trained by ``model.fit`` (``pack`` and
+            ``recycle_after`` apply). A study recorded before the engine was recorded resumes on
+            ``keras``, the engine it ran on.
         slots: with ``engine="slots"`` only, the slots a worker trains at once, one per trial (one per
             repeat or fold with ``repeats`` or folds; ``None``:
             :data:`DEFAULT_SLOTS`, 8; see :attr:`open_slots`).
@@ -126,7 +129,7 @@ class SweepSettings:
     pack: int | str = 1
     objectives: tuple[str, ...] = ("val_loss",)
     artifacts: str | None = None
-    engine: str = "keras"
+    engine: str = "slots"
     slots: int | None = None
 
     def __post_init__(self) -> None:
@@ -172,7 +175,7 @@ class SweepSettings:
                                     "engine 'slots' (the Keras engine trains one trial at a time, see pack)")
         if self.engine == "slots" and self.pack != 1:
             raise SettingsError(f"pack: got {self.pack!r} with engine 'slots'; allowed: 1 (the slots engine "
-                                "trains several trials at once itself, see slots)")
+                                "trains several trials at once itself, see slots), or engine 'keras' to pack")
 
     @property
     def open_slots(self) -> int:
@@ -232,6 +235,7 @@ class SweepSettings:
         workers, ...) on top; settings the record lacks take their defaults. A recorded ``slots``
         is dropped when ``overrides`` switch the study to the Keras engine."""
         recorded = {name: meta[key] for name, key in RECORDED.items() if key in meta}
+        recorded.setdefault("engine", LEGACY_ENGINE)
         if overrides.get("engine", recorded.get("engine")) != "slots":
             recorded.pop("slots", None)
         return cls.from_dict({**recorded, **overrides})

@@ -44,7 +44,7 @@ def run_once(tmp_path: Path, name: str, engine: list[str]) -> pd.DataFrame:
     return pd.read_csv(out / "leaderboard.csv")
 
 
-@pytest.mark.parametrize("engine", [[], ["--engine", "slots"]], ids=["keras", "slots"])
+@pytest.mark.parametrize("engine", [["--engine", "keras"], []], ids=["keras", "slots"])
 def test_two_seeded_single_worker_runs_give_the_same_trials_and_leaderboard(tmp_path, engine):
     first, second = run_once(tmp_path, "first", engine), run_once(tmp_path, "second", engine)
     assert len(first) == len(second) == TRIALS

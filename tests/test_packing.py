@@ -119,7 +119,7 @@ def test_sweep_with_packs_has_exact_totals_and_resumes(tiny_rings, tiny_space, s
     from regsweep.runner import run_sweep
     from regsweep.storage import count_states
 
-    settings = dict(study="packed", storage=sqlite_url, workers=1, pack=3, pruner="none", progress=False,
+    settings = dict(study="packed", storage=sqlite_url, workers=1, engine="keras", pack=3, pruner="none", progress=False,
                     out=str(tmp_path / "out"), keep_top=1)
     study = run_sweep(tiny_space, tiny_rings, trials=5, **settings)
     assert count_states(study)["finished"] == 5 and len(study.trials) == 5
@@ -159,7 +159,7 @@ _KILLED_PACK = textwrap.dedent("""
 
     url, space = sys.argv[1], SearchSpace.from_dict(eval(sys.argv[2]))
     data = make_rings(n=120, seed=0)
-    settings = SweepSettings(study="killed", storage=url, trials=4, pack=2)
+    settings = SweepSettings(study="killed", storage=url, trials=4, engine="keras", pack=2)
     study = open_study(url, "killed", meta=study_metadata(space, data, settings, None))
     trials = claim_trials(study, 4, 2)
     job = WorkerJob(settings=settings, space=space.to_dict(), data_source=data.source, threads=1, pack=2)
@@ -190,7 +190,7 @@ def test_killed_pack_is_failed_and_retried_on_resume(tiny_rings, tiny_space, sql
         child.wait()
     assert child.returncode == -signal.SIGKILL
 
-    study = run_sweep(tiny_space, tiny_rings, study="killed", storage=sqlite_url, trials=4, pack=2, workers=1,
+    study = run_sweep(tiny_space, tiny_rings, study="killed", storage=sqlite_url, trials=4, engine="keras", pack=2, workers=1,
                       pruner="none", progress=False, out=str(tmp_path / "out"))
     counts = count_states(study)
     assert counts["finished"] == 4 and counts["FAIL"] == 2 and counts["RUNNING"] == 0
@@ -224,11 +224,11 @@ def test_options_that_cannot_share_a_pack_are_refused_or_disable_packing(tiny_ri
 
     with pytest.raises(PackingError, match="batch_size differs"):
         check_packable([TrialConfig("none", 0, 0, 1, 4, 1, batch_size=32), TrialConfig("none", 0, 0, 1, 4, 1, batch_size=64)])
-    assert pack_size(SweepSettings(pack=4, repeats=2), tiny_space, tiny_rings) == 1
-    assert pack_size(SweepSettings(pack="auto", trials=64), tiny_space, tiny_rings) == 16
+    assert pack_size(SweepSettings(engine="keras", pack=4, repeats=2), tiny_space, tiny_rings) == 1
+    assert pack_size(SweepSettings(engine="keras", pack="auto", trials=64), tiny_space, tiny_rings) == 16
     for bad in (0, -1, "2x", 1.5, True):
         with pytest.raises(SettingsError, match="pack: got"):
-            SweepSettings(pack=bad)
+            SweepSettings(engine="keras", pack=bad)
 
 
 def test_cli_pack_flag(capsys):
@@ -238,8 +238,8 @@ def test_cli_pack_flag(capsys):
 
     parser = Parser(prog="t")
     add_sweep_args(parser, study="t", trials=3)
-    assert sweep_settings(parser.parse_args(["--pack", "auto"])).pack == "auto"
-    assert sweep_settings(parser.parse_args(["--pack", "8"])).pack == 8
+    assert sweep_settings(parser.parse_args(["--engine", "keras", "--pack", "auto"])).pack == "auto"
+    assert sweep_settings(parser.parse_args(["--engine", "keras", "--pack", "8"])).pack == 8
     assert sweep_settings(parser.parse_args([])).pack == 1
     assert main(["--pack", "0"]) == 2
     assert "--pack: got 0; allowed: an int in [1, 256]" in capsys.readouterr().err

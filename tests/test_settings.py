@@ -16,7 +16,7 @@ def _unusual(tmp_path) -> SweepSettings:
     return SweepSettings(study="s1", storage=f"sqlite:///{tmp_path / 's.db'}", trials=7, workers=3, seed=11,
                          out=str(tmp_path / "out"), pruner="hyperband", sampler="random", recycle_after=5,
                          max_failures_in_a_row=4, progress=False, threads_per_worker=2, backend="dask",
-                         scheduler="tcp://127.0.0.1:8786", repeats=2, keep_top=1, pack="auto",
+                         scheduler="tcp://127.0.0.1:8786", repeats=2, keep_top=1, engine="keras", pack="auto",
                          objectives=("val_loss",), artifacts=str(tmp_path / "shared-artifacts"))
 
 
@@ -26,9 +26,8 @@ def test_settings_survive_a_json_round_trip(tmp_path):
     again = SweepSettings.from_dict(json.loads(text))
     assert again == settings
     defaults = SweepSettings().to_dict()
-    # engine="slots" refuses pack and slots needs it, so the slots engine makes its own round trip
-    assert {k for k, v in settings.to_dict().items() if v != defaults[k]} == \
-        set(defaults) - {"objectives", "engine", "slots"}
+    # engine="keras" refuses slots, so the default slots engine makes its own round trip
+    assert {k for k, v in settings.to_dict().items() if v != defaults[k]} == set(defaults) - {"objectives", "slots"}
     slots = SweepSettings(engine="slots", slots=3)
     assert SweepSettings.from_dict(json.loads(json.dumps(slots.to_dict()))) == slots
     multi = SweepSettings(objectives=("val_loss", "n_params"))
@@ -76,10 +75,10 @@ def test_an_unknown_or_bad_field_is_refused_by_name():
 
 def test_cli_flags_give_the_settings_named_like_them():
     args = argparse.Namespace(study="cli", storage=None, trials=12, workers=None, pack="auto", objectives=["val_loss"],
-                              no_plots=True, data=None, progress=None)
+                              engine="keras", no_plots=True, data=None, progress=None)
     given = given_settings(args)
-    assert given == {"study": "cli", "trials": 12, "pack": "auto", "objectives": ["val_loss"]}
-    assert SweepSettings.from_dict(given) == SweepSettings(study="cli", trials=12, pack="auto")
+    assert given == {"study": "cli", "trials": 12, "pack": "auto", "objectives": ["val_loss"], "engine": "keras"}
+    assert SweepSettings.from_dict(given) == SweepSettings(study="cli", trials=12, pack="auto", engine="keras")
 
 
 def test_a_worker_job_reads_its_settings():

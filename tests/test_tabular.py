@@ -50,8 +50,8 @@ def test_preprocessing_layers_compute_what_training_saw(tmp_path):
     assert np.isfinite(raw).all() and np.abs(raw - arrays).max() < 1e-5
 
 
-@pytest.mark.parametrize("pack", [1, 2])
-def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_path, pack):
+@pytest.mark.parametrize("engine", [{}, {"engine": "keras", "pack": 2}], ids=["slots", "keras-pack"])
+def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_path, engine):
     import regsweep
     from regsweep.preprocessing import raw_inputs
     from regsweep.pareto import best_trial
@@ -61,7 +61,7 @@ def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_pat
     data = from_csv(path, target="target", test_fraction=0.2)
     space = SearchSpace(regularizers=("none", "l2"), depth=1, width=(4, 16), patience=2, max_epochs=3, batch_size=64)
     study = regsweep.run_sweep(space, data, study="cancer", storage=f"sqlite:///{tmp_path / 'c.db'}", trials=4,
-                               workers=1, seed=0, keep_top=2, pack=pack, pruner="none", out=str(tmp_path / "out"))
+                               workers=1, seed=0, keep_top=2, pruner="none", out=str(tmp_path / "out"), **engine)
     board = leaderboard(study)
     best = best_trial(study)
     assert board.iloc[0]["trial"] == best.number
@@ -82,7 +82,7 @@ def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_pat
     assert meta["preprocessing"] == data.preprocessing and meta["classes"] == ["benign", "malignant"]
 
 
-@pytest.mark.parametrize("engine", [{"pack": 2}, {"engine": "slots", "slots": 3}], ids=["keras-pack", "slots"])
+@pytest.mark.parametrize("engine", [{"engine": "keras", "pack": 2}, {"slots": 3}], ids=["keras-pack", "slots"])
 def test_folds_sweep_records_the_mean_std_and_a_curve_per_fold(tmp_path, engine):
     from test_preprocessing import write_wine_csv
 

@@ -29,7 +29,7 @@ def param_sets(study: optuna.Study) -> list[tuple]:
 
 def test_random_sampler_never_repeats_a_trial_across_resumes_extensions_and_recycling(tiny_rings, sqlite_url, tmp_path):
     common = dict(study="r", storage=sqlite_url, sampler="random", out=str(tmp_path / "out"), progress=False,
-                  keep_top=0, pruner="none")
+                  keep_top=0, pruner="none", engine="keras")  # recycling is the Keras engine's
     run_sweep(SPACE, tiny_rings, trials=3, workers=2, **common)           # stopped early, say
     run_sweep(SPACE, tiny_rings, trials=6, workers=2, **common)           # resumed and extended
     run_sweep(SPACE, tiny_rings, trials=10, workers=1, recycle_after=2, **common)  # re-enters every 2 trials
@@ -43,7 +43,7 @@ def test_an_uninterrupted_single_worker_run_is_reproducible(tiny_rings, tmp_path
     runs = []
     for name in ("a", "b"):
         study = run_sweep(SPACE, tiny_rings, study=name, storage=f"sqlite:///{tmp_path / name}.db", trials=5,
-                          workers=1, recycle_after=2, sampler="random", seed=7, out=str(tmp_path / name),
+                          workers=1, engine="keras", recycle_after=2, sampler="random", seed=7, out=str(tmp_path / name),
                           progress=False, keep_top=0)
         runs.append(param_sets(study))
     assert runs[0] == runs[1]

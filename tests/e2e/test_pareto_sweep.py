@@ -58,7 +58,7 @@ def test_multi_objective_sweep_resumes_with_parallel_workers_to_exact_totals(tmp
 def test_packed_multi_objective_sweep_and_its_best_model(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'packed.db'}"
     dataset = make_rings(n=120, seed=0)
-    study = _sweep(url, 4, pack=2, pruner="none")
+    study = _sweep(url, 4, engine="keras", pack=2, pruner="none")
     assert {t.user_attrs["pack"] for t in study.trials} == {2}
     assert count_states(study)["COMPLETE"] == 4
     _assert_values_match_attributes(study)
@@ -84,11 +84,11 @@ def _study_with_strong_small_peers(url, trials):
             user_attrs={"val_loss": 0.001, "n_params": 1, "val_curve": [0.001] * 5}))
 
 
-@pytest.mark.parametrize("pack", [1, 2])
+@pytest.mark.parametrize("pack", [1, 2], ids=["slots", "keras-pack"])
 def test_peer_rule_prunes_in_a_multi_objective_sweep_and_records_loss_and_size(tmp_path, pack):
     url = f"sqlite:///{tmp_path / 'prune.db'}"
     _study_with_strong_small_peers(url, 3 + pack)
-    study = _sweep(url, 3 + pack, space=LATE_STOP, pack=pack)
+    study = _sweep(url, 3 + pack, space=LATE_STOP, pack=pack, engine="keras" if pack > 1 else "slots")
     new = study.trials[3:]
     assert [t.state for t in new] == [TrialState.PRUNED] * pack
     for trial in new:
