@@ -33,7 +33,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
+    from regsweep.stopping import StopRequest
+
 _logger = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 5.0  # how often a worker with nothing to claim looks again while trials run elsewhere
 
 HEARTBEAT_INTERVAL = 10
 LOCK_WAIT_SECONDS = 60.0  # the longest a live worker may wait on a database lock (SQLite's busy timeout)
@@ -155,13 +159,13 @@ def _orphan_reason(trial: optuna.trial.FrozenTrial) -> str | None:
 
 
 # -- claiming ----------------------------------------------------------------------------------------------
-def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1) -> list[optuna.Trial]:
+def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1, held: int = 0) -> list[optuna.Trial]:
     """Ask for up to ``k`` trials if the study is short of ``total``; never overshoot.
 
     Dead workers' trials are failed first (and queued for retry). A trial asked by two
     workers racing for the last slot is told FAIL with ``not_counted`` and dropped. With
-    ``share`` workers, a worker takes at most its share of the unfinished trials (so packs
-    of ``k`` trials do not leave the other workers idle).
+    ``share`` workers, a worker holds at most its share of the unfinished trials, ``held``
+    (its open trials) included, so packs or slots do not leave the other workers idle.
     """
     from optuna.trial import TrialState
 
@@ -169,7 +173,7 @@ def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1)
     counts = count_states(study)
     free = total - counts["finished"] - counts["RUNNING"]
     if share > 1:
-        k = min(k, -(-(total - counts["finished"]) // share))
+        k = min(k, -(-(total - counts["finished"]) // share) - held)
     claimed = []
     for _ in range(max(0, min(k, free))):
         trial = study.ask()
@@ -368,3 +372,18 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
             failed.append(trial.number)
     optuna.storages.fail_stale_trials(study)
     return failed
+
+
+def wait_for_trials_running_elsewhere(study: optuna.Study, total: int, stop: StopRequest) -> bool:
+    """Nothing to claim, yet the study is short: wait while other processes run its last trials.
+
+    If their host dies, its trials go stale (heartbeats) and come back as retries that this
+    worker claims, so the sweep still ends with its exact total. Returns ``False`` when there
+    is nothing to wait for (or a stop was asked), ``True`` after one poll interval.
+    """
+    counts = count_states(study)
+    if counts["finished"] >= total or counts["RUNNING"] == 0 or stop.stopping:
+        return False
+    _logger.info("%s: %d trial(s) still running elsewhere; waiting until they finish or go stale",
+                 study.study_name, counts["RUNNING"])
+    return not stop.wait(IDLE_POLL_SECONDS)

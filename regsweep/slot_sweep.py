@@ -3,7 +3,8 @@
 :func:`run_slots` keeps up to ``slots`` claimed trials training at once, each in a slot of a
 :class:`regsweep.engine.SlotTrainer` of its shape bucket (one trainer per bucket, built on first
 use and reused for the whole run). Per free slot it claims one trial through
-:func:`regsweep.lifecycle.claim_trials` (owner tag, exact totals), samples its configuration
+:func:`regsweep.lifecycle.claim_trials` (owner tag, exact totals, at most its share of the
+unfinished trials when several workers run), samples its configuration
 (:func:`regsweep.space.suggest`) and assigns it. After every epoch each running trial's
 validation data loss is reported to Optuna's pruner (or judged by
 :class:`regsweep.pareto.PeerPruner` in a multi-objective study), as ``objective.train_config``
@@ -19,7 +20,10 @@ stops, with the result of :func:`regsweep.objective.mean_of_repeats` / ``mean_of
 (a prune or a NaN of any member ends it at once and stops the others).
 
 Configurations no bucket serves (:func:`regsweep.engine.unsupported`) train alone through
-:func:`regsweep.objective.objective` while the slots wait. Stop requests are checked between
+:func:`regsweep.objective.objective` while the slots wait. With nothing left to claim while the
+study is short and its last trials run elsewhere, the worker waits for them (a dead host's trials
+come back as retries it claims: :func:`regsweep.lifecycle.wait_for_trials_running_elsewhere`).
+A trial another process ended (it took this worker for dead) is dropped. Stop requests are checked between
 epochs: a soft stop claims no more trials but finishes the running ones; a stop-now fails the
 open trials, queues their retries and raises :class:`~regsweep.stopping.TrialInterrupted`.
 
@@ -36,7 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from regsweep.lifecycle import DropIfEnded, claim_trials, failures_in_a_row, heartbeat, tell_failure, tell_result
+from regsweep.lifecycle import (
+    DropIfEnded, claim_trials, failures_in_a_row, heartbeat, tell_failure, tell_result, wait_for_trials_running_elsewhere,
+)
 from regsweep.settings import DEFAULT_SLOTS
 from regsweep.stopping import StopRequest, TrialInterrupted
 
@@ -106,6 +112,7 @@ class _Open:
     reasons: dict[int, str] = field(default_factory=dict)  # why each stopped member stopped
     curve: list[float] = field(default_factory=list)  # member 0's validation data loss (what the pruner sees)
     n_params: int = 0
+    dropped: bool = False  # another process ended the trial (it took this worker for dead)
 
 
 class _SlotSweep:
@@ -165,11 +172,15 @@ class _SlotSweep:
     def update_beating(self) -> None:
         self.beating[:] = [entry.trial._trial_id for entry in self.open.values()]
 
+    def claimable(self) -> bool:
+        """No stop was asked and the study has not failed ``max_failures_in_a_row`` trials in a row."""
+        return not self.stop.stopping and failures_in_a_row(self.study) < self.max_failures
+
     def claim(self) -> optuna.Trial | None:
-        if self.exhausted or self.stop.stopping or failures_in_a_row(self.study) >= self.max_failures:
+        if self.exhausted or not self.claimable():
             self.exhausted = True
             return None
-        trials = claim_trials(self.study, self.total, 1, share=self.share)
+        trials = claim_trials(self.study, self.total, 1, share=self.share, held=len(self.open))
         if not trials:
             self.exhausted = True
             return None
@@ -250,7 +261,11 @@ class _SlotSweep:
                 if not entry.n_params:
                     entry.n_params = count_params(trainer.export(slot))
                 return peers.should_prune(entry.n_params, entry.curve)
-            entry.trial.report(logs["val_data_loss"], step=epoch)
+            with DropIfEnded(entry.trial) as race:
+                entry.trial.report(logs["val_data_loss"], step=epoch)
+            if race.ended:  # stop the slot; finished() drops the trial without a word to the study
+                entry.dropped = True
+                return True
             assert snapshot is not None
             return self.study.pruner.prune(snapshot, entry.trial._get_latest_trial())
 
@@ -275,6 +290,12 @@ class _SlotSweep:
             return
         del entry.running[member]
         entry.reasons[member] = result.reason
+        if entry.dropped:  # its retry is queued for any worker, this one included
+            self.stop_members(entry)
+            del self.open[number]
+            self.update_beating()
+            self.exhausted = False
+            return
         if result.reason != "nan":
             complete = result.state == "complete"
             model = trainer.export(result.slot)
@@ -285,6 +306,7 @@ class _SlotSweep:
         self.stop_members(entry)
         del self.open[number]
         self.update_beating()
+        self.exhausted = False  # this worker's share of the unfinished trials may allow one more
         trial, self.ran = entry.trial, self.ran + 1
         with DropIfEnded(trial):  # another process ended it: drop this trial, train the others
             record_worker_rss(trial)
@@ -383,8 +405,16 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
     with heartbeat(study, sweep.beating):
         try:
             epochs = 0
-            sweep.fill()
-            while sweep.open:
+            while True:
+                sweep.fill()
+                if not sweep.open and sweep.exhausted:  # look once more: retries may have been queued since
+                    sweep.exhausted = False
+                    sweep.fill()
+                if not sweep.open:
+                    if sweep.claimable() and wait_for_trials_running_elsewhere(study, total, sweep.stop):
+                        sweep.exhausted = False
+                        continue
+                    break
                 before = sweep.ran
                 sweep.epoch()
                 epochs += 1
@@ -393,7 +423,6 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
                 if on_epoch is not None:
                     on_epoch(epochs)
                 sweep.stop.check_now()
-                sweep.fill()
         except (TrialInterrupted, KeyboardInterrupt):
             sweep.fail_open("interrupted", retry=True)
             raise

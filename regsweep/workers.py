@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from regsweep.lifecycle import (
-    count_states, claim_trials, failures_in_a_row, running, tell_failure, tell_result,
+    count_states, claim_trials, failures_in_a_row, running, tell_failure, tell_result, wait_for_trials_running_elsewhere,
 )
 from regsweep.runtime import main_script_hidden
 from regsweep.settings import WorkerJob
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 2.0  # how often the parent reads the study to refresh the progress display
-IDLE_POLL_SECONDS = 5.0
 HARD_STOP_SECONDS = 30.0  # after a second signal, workers that have not stopped by then are killed
 
 
@@ -153,7 +152,7 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
             break
         trials = claim_trials(study, job.total, job.pack, share=settings.workers)
         if not trials:
-            if _wait_for_trials_running_elsewhere(study, job.total, stop):
+            if wait_for_trials_running_elsewhere(study, job.total, stop):
                 continue
             break
         for trial in trials:
@@ -170,21 +169,6 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
             on_trial()
     stop.check_now()
     return ran
-
-
-def _wait_for_trials_running_elsewhere(study: optuna.Study, total: int, stop: StopRequest) -> bool:
-    """Nothing to claim, yet the study is short: wait while other processes run its last trials.
-
-    If their host dies, its trials go stale (heartbeats) and come back as retries that this
-    worker claims, so the sweep still ends with its exact total. Returns ``False`` when there
-    is nothing to wait for (or a stop was asked), ``True`` after one poll interval.
-    """
-    counts = count_states(study)
-    if counts["finished"] >= total or counts["RUNNING"] == 0 or stop.stopping:
-        return False
-    _logger.info("%s: %d trial(s) still running elsewhere; waiting until they finish or go stale",
-                 study.study_name, counts["RUNNING"])
-    return not stop.wait(IDLE_POLL_SECONDS)
 
 
 def worker_process_main(job: WorkerJob, soft_stop: Any) -> None:

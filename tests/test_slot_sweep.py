@@ -284,3 +284,18 @@ def test_folds_train_as_one_slot_per_fold_on_the_fold_data(tmp_path, sqlite_url)
     alone = [_alone(config, fold, 1 + 0, shuffle_seed=1).val_loss for fold in data.folds]
     assert first.user_attrs["fold_val_losses"] == pytest.approx(alone, rel=1e-5, abs=1e-6)
     assert len(set(alone)) == 3  # three folds, three different data
+
+
+def test_a_worker_holds_at_most_its_share_of_the_unfinished_trials(tiny_rings, tiny_space, sqlite_url):
+    """With 2 workers and 5 trials, a slots worker that claims one trial at a time stops at its
+    share, ceil(5 / 2) = 3 open trials, so the other worker is not left idle."""
+    from regsweep.lifecycle import claim_trials
+
+    study = _study(sqlite_url, tiny_space, tiny_rings, "share", total=5)
+    held = []
+    while claimed := claim_trials(study, 5, 1, share=2, held=len(held)):
+        held += claimed
+    assert len(held) == 3
+    assert len(claim_trials(study, 5, 1, share=2)) == 1  # the other worker's claims
+    assert len(claim_trials(study, 5, 8, share=2, held=1)) == 1  # never beyond the total
+    assert claim_trials(study, 5, 1, share=2) == []

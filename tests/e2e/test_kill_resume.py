@@ -56,17 +56,22 @@ def test_sigkill_of_a_worker_mid_trial_is_retried_and_the_sweep_ends_with_exactl
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rows = wait_for(db, lambda rows: any(r["number"] >= 1 for r in training(rows)), process)
     victim = [r for r in training(rows) if r["number"] >= 1][0]
-    os.kill(owner_pid(victim), signal.SIGKILL)
+    killed_pid = owner_pid(victim)
+    os.kill(killed_pid, signal.SIGKILL)
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
     assert "Traceback" not in err, err[-4000:]
     rows = trials(db)
     assert len(finished(rows)) == total
     assert not running(rows)
-    assert_retried(rows, victim)
     failed = [r for r in rows if r["state"] == "FAIL"]
-    assert [r["number"] for r in failed] == [victim["number"]]
-    print(f"\nworker SIGKILL: finished={len(finished(rows))} failed={len(failed)} retried=1 trials={len(rows)}")
+    assert victim["number"] in [r["number"] for r in failed]
+    # only the killed worker's open trials (a slots worker holds several) failed, each retried once
+    assert all(owner_pid(r) == killed_pid for r in failed)
+    for killed in failed:
+        assert_retried(rows, killed)
+    print(f"\nworker SIGKILL: finished={len(finished(rows))} failed={len(failed)} retried={len(failed)} "
+          f"trials={len(rows)}")
 
 
 def test_sigkill_of_the_whole_sweep_then_resume_finishes_exactly_n_and_keeps_complete_trials(tmp_path):
@@ -80,8 +85,8 @@ def test_sigkill_of_the_whole_sweep_then_resume_finishes_exactly_n_and_keeps_com
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     before = trials(db)
-    killed = running(before)
-    assert len(killed) == 1
+    killed = running(before)  # the worker's open trials (several on the slots engine)
+    assert killed
     complete_before = {r["number"]: r["value"] for r in before if r["state"] == "COMPLETE"}
     assert complete_before
 
@@ -92,14 +97,16 @@ def test_sigkill_of_the_whole_sweep_then_resume_finishes_exactly_n_and_keeps_com
     rows = trials(db)
     assert len(finished(rows)) == total
     assert not running(rows)
-    assert_retried(rows, killed[0])
+    for trial in killed:
+        assert_retried(rows, trial)
     after = {r["number"]: r for r in rows}
     for number, value in complete_before.items():  # nothing complete was lost or rerun
         assert after[number]["state"] == "COMPLETE" and after[number]["value"] == value
     assert not any(r["system"].get("failed_trial") in complete_before for r in rows)
     failed = [r for r in rows if r["state"] == "FAIL"]
-    assert len(failed) == 1
-    print(f"\nsweep SIGKILL + resume: finished={len(finished(rows))} failed={len(failed)} retried=1 trials={len(rows)}")
+    assert len(failed) == len(killed)
+    print(f"\nsweep SIGKILL + resume: finished={len(finished(rows))} failed={len(failed)} retried={len(killed)} "
+          f"trials={len(rows)}")
 
     again = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

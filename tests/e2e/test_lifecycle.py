@@ -80,17 +80,20 @@ def test_killing_only_the_parent_stops_its_workers_and_a_rerun_retries_their_tri
     sweep, db, total = write_sweep(tmp_path, epochs=100), tmp_path / "orphan.db", 3
     cmd = sweep_cmd(sweep, db, trials=total, workers=2)
     process = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(db, lambda rows: sum(r["state"] == "RUNNING" for r in rows) == 2, process)
+    wait_for(db, lambda rows: len({r["system"].get("regsweep_owner") for r in rows if r["state"] == "RUNNING"
+                                   and "regsweep_owner" in r["system"]}) == 2, process)  # both workers hold trials
     workers = psutil.Process(process.pid).children()
-    assert len([w for w in workers if "spawn_main" in " ".join(w.cmdline())]) == 2
+    worker_pids = {w.pid for w in workers if "spawn_main" in " ".join(w.cmdline())}
+    assert len(worker_pids) == 2
     os.kill(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
     gone, alive = psutil.wait_procs(workers, timeout=60)  # bounded wait for the workers to notice
     assert not alive, [p.cmdline() for p in alive]
     rows = trials(db)
-    assert not [r for r in rows if r["state"] == "RUNNING"]  # each worker failed its trial and queued a retry
+    assert not [r for r in rows if r["state"] == "RUNNING"]  # each worker failed its trials and queued retries
     interrupted = [r["number"] for r in rows if r["user"].get("fail_reason") == "interrupted"]
-    assert len(interrupted) == 2
+    owners = {int(r["system"]["regsweep_owner"].rsplit(":", 1)[1]) for r in rows if r["number"] in interrupted}
+    assert owners == worker_pids
     done = subprocess.run(cmd, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = trials(db)
