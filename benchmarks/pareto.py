@@ -10,7 +10,7 @@ point, then the median over the runs.
 Axes and reference point (the same for every run and both sweeps):
 
 * ``n_params`` is divided by the parameter count of the largest model the space can build
-  (``regsweep.packing.largest_model_params``), so it lies in (0, 1]; reference 1.0;
+  (``regsweep.models.largest_model_params``), so it lies in (0, 1]; reference 1.0;
 * ``val_loss`` (binary cross-entropy on the validation data); reference ln 2 = 0.693, the loss of
   always predicting 50 %: a model no better than chance adds nothing.
 
@@ -64,7 +64,7 @@ def hypervolumes(front: list[tuple[float, float]], largest: int) -> dict[str, fl
 def run_once(args: argparse.Namespace, seed: int, objectives: tuple[str, ...], folder: Path) -> dict[str, Any]:
     """One sweep; its front and hypervolumes."""
     from regsweep.data import make_rings
-    from regsweep.packing import largest_model_params
+    from regsweep.models import largest_model_params
     from regsweep.runner import run_sweep
     from regsweep.storage import count_states
 

@@ -51,9 +51,9 @@ def rss_by_trial(run: dict) -> list[float]:
 
 def memory_run(args: argparse.Namespace) -> int:
     """One slots worker over ``args.memory`` trials: RSS by trial and its growth (see the module doc)."""
-    slots = f', engine="slots", slots={args.slots}'
+    slots = f", slots={args.slots}"
     with tempfile.TemporaryDirectory() as tmp_name:
-        run = run_regsweep(args, 1, Path(tmp_name), trials=args.memory, extra=slots)
+        run = run_regsweep(args, 1, Path(tmp_name), trials=args.memory, extra=slots, engine="slots")
     rss = rss_by_trial(run)
     step = max(1, len(rss) // 10)
     print(f"\nrings n={args.n}, slots K={args.slots} W=1, {len(rss)} trials, max {args.max_epochs} epochs, "
@@ -69,12 +69,12 @@ def memory_run(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace, tmp: Path, index: int) -> dict[str, dict]:
-    slots = f', engine="slots", slots={args.slots}'
+    slots = f", slots={args.slots}"
     kinds = {
         "baseline n_jobs=1": lambda: run_baseline(args, 1),
         "regsweep keras W=2": lambda: run_regsweep(args, 2, tmp / f"k{index}"),
-        f"regsweep slots K={args.slots} W=1": lambda: run_regsweep(args, 1, tmp / f"s1-{index}", extra=slots),
-        f"regsweep slots K={args.slots} W=2": lambda: run_regsweep(args, 2, tmp / f"s2-{index}", extra=slots),
+        f"regsweep slots K={args.slots} W=1": lambda: run_regsweep(args, 1, tmp / f"s1-{index}", extra=slots, engine="slots"),
+        f"regsweep slots K={args.slots} W=2": lambda: run_regsweep(args, 2, tmp / f"s2-{index}", extra=slots, engine="slots"),
     }
     for folder in (f"k{index}", f"s1-{index}", f"s2-{index}"):
         (tmp / folder).mkdir()

@@ -83,7 +83,7 @@ REGSWEEP = textwrap.dedent('''
     from regsweep.data import make_rings
     space = {space}
     study = run_sweep(space, make_rings(n={n}, seed=0), study="bench", storage="sqlite:///{db}", trials={trials},
-                      workers={workers}, pruner="{pruner}", progress=False, out="{out}", recycle_after={recycle}{extra})
+                      workers={workers}, pruner="{pruner}", progress=False, out="{out}", recycle_after={recycle}, engine="{engine}"{extra})
     rows = []
     for t in study.trials:
         if t.state.name in ("COMPLETE", "PRUNED"):
@@ -137,12 +137,15 @@ def run_baseline(args: argparse.Namespace, n_jobs: int) -> dict:
 
 
 def run_regsweep(args: argparse.Namespace, workers: int, tmp: Path, *, pruner: str = "median", trials: int | None = None,
-                 epochs: int | None = None, extra: str = "", recycle: int = 1000) -> dict:
+                 epochs: int | None = None, extra: str = "", recycle: int = 1000, engine: str = "keras") -> dict:
+    """A regsweep sweep in a fresh process; ``engine`` is ``keras`` here (what this benchmark measures)
+    unless a caller such as ``benchmarks.slots`` asks for ``slots``."""
     trials = trials or args.trials
     db = tmp / f"w{workers}-{pruner}-{trials}.db"
     space = SPACE.format(epochs=epochs or args.max_epochs)
     out, wall = _python(REGSWEEP.format(space=space, n=args.n, db=db, trials=trials, workers=workers,
-                                        pruner=pruner, out=tmp / "out", extra=extra, recycle=recycle))
+                                        pruner=pruner, out=tmp / "out", extra=extra, recycle=recycle,
+                                        engine=engine))
     rows = out["trials"]
     return {"name": f"regsweep W={workers} pruner={pruner}", "wall": wall, "trials": len(rows),
             "best": min(r[0] for r in rows), "epochs": sum(r[1] for r in rows),

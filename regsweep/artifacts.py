@@ -80,8 +80,8 @@ def save_trial_artifacts(study: optuna.Study, trial: optuna.Trial, keras_model: 
                          result: Any, *, keep_top: int = 3) -> dict[str, str]:
     """Upload a finished run's learning curve and, if it enters the top ``keep_top``, its model.
 
-    Call it before ``study.tell`` (the trial must still be running). Both the one-model-per-trial
-    objective and packed trials call this.
+    Call it before ``study.tell`` (the trial must still be running). Both engines (the Keras
+    engine's objective and the slots engine's finished trials) call this.
 
     Args:
         study: the study the trial belongs to.

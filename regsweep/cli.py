@@ -24,7 +24,6 @@ from regsweep.commands import (
     cmd_best, cmd_dashboard, cmd_leaderboard, cmd_plot, cmd_report, cmd_resume, cmd_run, cmd_status, cmd_worker,
     finish_sweep, flush_on_interrupt,
 )
-from regsweep.errors import SettingsError
 
 if TYPE_CHECKING:
     import optuna
@@ -64,7 +63,6 @@ def add_sweep_args(parser: argparse.ArgumentParser, *, study: str, trials: int) 
                         help="folder of the study's artifact store, shared by all workers (e.g. on a network "
                              "file system for workers on many hosts); recorded in the study "
                              "(default: studies/<study>/artifacts, next to the study)")
-    _add_pack_arg(parser)
     _add_engine_args(parser)
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
@@ -84,30 +82,15 @@ def sweep_settings(args: argparse.Namespace) -> SweepSettings:
     return SweepSettings.from_dict(given)
 
 
-def _pack_value(text: str) -> int | str:
-    from regsweep.settings import check_pack
-
-    try:
-        return check_pack(text)
-    except SettingsError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("pack: ")) from None
-
-
-def _add_pack_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pack", type=_pack_value, default=1, metavar="K|auto",
-                        help="with --engine keras: train K trials together as one Keras graph per worker; "
-                             "auto picks K from the model size (default: 1, no packing)")
-
-
 def _add_engine_args(parser: argparse.ArgumentParser, *, recorded: bool = False) -> None:
     default = "the study's recorded one" if recorded else "slots"
     parser.add_argument("--engine", default=None, choices=("keras", "slots"),
                         help=f"slots: a worker trains --slots trials at once as refillable slots of stacked "
                              f"graphs built once (no per-trial tracing; see the README's engine section); "
-                             f"keras: one Keras model and model.fit per trial (--pack applies) "
+                             f"keras: one Keras model and model.fit per trial "
                              f"(default: {default})")
     parser.add_argument("--slots", type=positive_int, default=None, metavar="K",
-                        help=f"only with --engine slots: trials a worker trains at once, 1-256 "
+                        help=f"trials a worker trains at once on the slots engine (not with --engine keras), 1-256 "
                              f"(default: {'the recorded one, else 8' if recorded else '8'})")
 
 
@@ -185,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_args(resume)
     resume.add_argument("--trials", type=positive_int, default=None, help="new total (default: the recorded one)")
     resume.add_argument("--workers", type=positive_int, default=1, help="worker processes (default: 1)")
-    _add_pack_arg(resume)
     _add_engine_args(resume, recorded=True)
     _add_backend_args(resume)
     resume.add_argument("--no-plots", action="store_true", help="skip writing plots at the end")

@@ -165,7 +165,7 @@ def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1,
     Dead workers' trials are failed first (and queued for retry). A trial asked by two
     workers racing for the last slot is told FAIL with ``not_counted`` and dropped. With
     ``share`` workers, a worker holds at most its share of the unfinished trials, ``held``
-    (its open trials) included, so packs or slots do not leave the other workers idle.
+    (its open trials) included, so slots do not leave the other workers idle.
     """
     from optuna.trial import TrialState
 
@@ -198,7 +198,7 @@ def heartbeat(study: optuna.Study, trial_ids: list[int]) -> Iterator[None]:
     """Record heartbeats for trials made with ``study.ask()`` while the block runs.
 
     Optuna beats only for trials run inside ``study.optimize``; regsweep asks and tells
-    itself (to keep totals exact and to pack trials), so it beats for them here.
+    itself (to keep totals exact and to train several trials at once), so it beats for them here.
     """
     from optuna.storages._heartbeat import is_heartbeat_enabled
 

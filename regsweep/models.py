@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import keras
 
     from regsweep.arrays import Dataset
-    from regsweep.space import TrialConfig
+    from regsweep.space import SearchSpace, TrialConfig
 
 
 def make_regularizer(kind: str, lam: float, *, l1: float | None = None, l2: float | None = None) -> Any:
@@ -84,6 +84,15 @@ def make_optimizer(config: TrialConfig) -> Any:
     if config.clipnorm is not None:
         kwargs["clipnorm"] = config.clipnorm
     return cls[config.optimizer](**kwargs)
+
+
+def largest_model_params(space: SearchSpace, dataset: Dataset) -> int:
+    """Trainable parameters of the biggest MLP ``space`` can sample for ``dataset``."""
+    features = math.prod(dataset.input_shape)
+    depth, width = space.depth[1], space.width[1]
+    hidden = (features + 1) * width + (depth - 1) * (width + 1) * width
+    norm = 2 * width * depth if True in space.batch_norm else 0
+    return hidden + norm + (width + 1) * dataset.output_units
 
 
 def build_model(config: TrialConfig, dataset: Dataset, *, steps_per_execution: int = 1) -> keras.Model:

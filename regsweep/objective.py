@@ -99,7 +99,7 @@ def input_pipelines(dataset: Dataset, batch_size: int, seed: int) -> tuple[Any, 
         _INPUT_CACHE[key] = (
             dataset,
             tf.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train)).cache(),
-            tf.data.Dataset.from_tensor_slices((dataset.x_val, dataset.y_val)).batch(4096).cache(),
+            tf.data.Dataset.from_tensor_slices((dataset.x_val, dataset.y_val)).batch(PREDICT_ROWS).cache(),
         )
     _, base, val = _INPUT_CACHE[key]
     n = len(dataset.x_train)
@@ -266,7 +266,7 @@ def validation_scores(model: keras.Model, dataset: Dataset) -> dict[str, float]:
 
 
 def finish_result(result: TrainResult, model: keras.Model, dataset: Dataset, *, keep_model: bool = True) -> TrainResult:
-    """Complete a result measured from the curves (by :func:`train_config` and packed training).
+    """Complete a result measured from the curves (by :func:`train_config` and the slots engine).
 
     ``train_loss`` becomes the training data loss of the final (best-epoch) weights in inference
     mode, so ``gap`` compares like with like; the curve's dropout-mode value is kept as

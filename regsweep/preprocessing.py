@@ -10,7 +10,7 @@ A *spec* is a small JSON-ready dict that records what was fitted on the training
   categories never seen in training; a missing cell is the category ``""``.
 
 Training applies :func:`transform` to the arrays once (the layers have no trainable weights,
-so this equals running them inside every step, and the packed training path needs no change);
+so this equals running them inside every step, and the slots engine needs no change);
 :func:`raw_input_model` puts the same steps as Keras layers in front of the trained network,
 so a saved model predicts on raw rows (``model.predict(raw_inputs(spec, frame))``).
 

@@ -61,7 +61,7 @@ def trial_row(trial: optuna.trial.FrozenTrial, extra_params: list[str]) -> dict[
         row[name] = trial.params.get(name)
     row.update({"n_params": attrs.get("n_params"), "epochs": attrs.get("epochs"), "duration": _duration(trial)})
     for name in ("train_loss_dropout", "val_balanced_accuracy", "val_roc_auc", "val_loss_std", "repeats", "folds",
-                 "pack", "fail_reason"):
+                 "fail_reason"):
         if name in attrs:
             row[name] = attrs[name]
     return row

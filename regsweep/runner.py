@@ -26,7 +26,6 @@ from regsweep.progress import SweepProgress
 from regsweep.settings import SweepSettings, WorkerJob
 from regsweep.space import SearchSpace
 from regsweep.storage import check_sqlite_location, check_writable_dir, load_study, open_study, study_meta
-from regsweep.packing import pack_size
 from regsweep.workers import run_in_process, run_processes
 
 if TYPE_CHECKING:
@@ -86,9 +85,8 @@ def run_sweep(space: SearchSpace, dataset: Dataset, *, sweep: str | None = None,
     if source != dataset.source:
         study.set_user_attr("regsweep", {**study_meta(study), "data_source": source})
     fail_orphaned_trials(study)
-    pack = pack_size(config, space, dataset)
-    job = WorkerJob(settings=config, space=space.to_dict(), data_source=source, pack=pack, threads=config.threads,
-                    parallel=config.workers > 1 or pack > 1 or (config.engine == "slots" and config.open_slots > 1))
+    job = WorkerJob(settings=config, space=space.to_dict(), data_source=source, threads=config.threads,
+                    parallel=config.workers > 1 or (config.engine == "slots" and config.open_slots > 1))
     if count_states(study)["finished"] >= config.trials:
         _logger.info("study %s already has %d finished trials: nothing to do", config.study, config.trials)
         return _evaluate_top(study, dataset, config.keep_top)

@@ -32,23 +32,11 @@ ENGINES = ("keras", "slots")
 MAX_SLOTS = 256
 LEGACY_ENGINE = "keras"  # the engine of a study recorded before the engine was recorded
 DEFAULT_SLOTS = 8  # open trials per worker on the slots engine when ``slots`` is not given
-AUTO = "auto"
 # The settings a study records (field -> key in the study's ``regsweep`` attribute).
 RECORDED = {"trials": "total", "seed": "seed", "pruner": "pruner", "sampler": "sampler", "repeats": "repeats",
             "keep_top": "keep_top", "objectives": "objectives", "artifacts": "artifacts", "engine": "engine",
             "slots": "slots"}
 _ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss)://[^\s:/]+:\d{1,5}$")
-
-
-def check_pack(value: Any) -> int | str:
-    """Validate a ``pack`` setting: an int >= 1, ``"auto"`` or a numeric string from the CLI."""
-    if isinstance(value, str) and value.strip().lower() == AUTO:
-        return AUTO
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
-        raise SettingsError(f"pack: got {value!r}; allowed: an int in [1, 256] (trials per pack) or 'auto'")
-    return value
 
 
 def check_scheduler_address(address: Any, backend: str = "dask") -> str:
@@ -94,12 +82,10 @@ class SweepSettings:
         backend: ``local`` (worker processes on this machine) or ``dask`` (worker loops as Dask tasks).
         scheduler: with ``dask``, the address ``tcp://HOST:PORT`` of a running scheduler
             (``None``: start a ``LocalCluster`` of ``workers`` processes).
-        pack: trials trained together as one packed Keras graph per worker (an int >= 1, or
-            ``"auto"``: by model size, see :func:`regsweep.packing.auto_pack_size`).
         engine: ``slots`` (default): trials train as refillable slots of stacked graphs built
             once per worker (:mod:`regsweep.slot_sweep`, the engine of :mod:`regsweep.engine`);
-            ``keras``: each trial is its own Keras model trained by ``model.fit`` (``pack`` and
-            ``recycle_after`` apply). A study recorded before the engine was recorded resumes on
+            ``keras``: each trial is its own Keras model trained by ``model.fit``
+            (``recycle_after`` applies). A study recorded before the engine was recorded resumes on
             ``keras``, the engine it ran on.
         slots: with ``engine="slots"`` only, the slots a worker trains at once, one per trial (one per
             repeat or fold with ``repeats`` or folds; ``None``:
@@ -126,7 +112,6 @@ class SweepSettings:
     scheduler: str | None = None
     repeats: int = 1
     keep_top: int = 3
-    pack: int | str = 1
     objectives: tuple[str, ...] = ("val_loss",)
     artifacts: str | None = None
     engine: str = "slots"
@@ -151,7 +136,6 @@ class SweepSettings:
             raise SettingsError(f"sampler: got {self.sampler!r}; allowed: one of {SAMPLERS}")
         for name, low in (("repeats", 1), ("keep_top", 0)):
             _check_int(name, getattr(self, name), low)
-        object.__setattr__(self, "pack", check_pack(self.pack))
         self._check_engine()
         object.__setattr__(self, "objectives", check_objectives(self.objectives))
         if len(self.objectives) > 1 and self.pruner == "hyperband":
@@ -172,10 +156,7 @@ class SweepSettings:
                 raise SettingsError(f"slots: got {self.slots!r}; allowed: an int in [1, {MAX_SLOTS}]")
             if self.engine != "slots":
                 raise SettingsError(f"slots: got {self.slots!r} with engine {self.engine!r}; allowed: only with "
-                                    "engine 'slots' (the Keras engine trains one trial at a time, see pack)")
-        if self.engine == "slots" and self.pack != 1:
-            raise SettingsError(f"pack: got {self.pack!r} with engine 'slots'; allowed: 1 (the slots engine "
-                                "trains several trials at once itself, see slots), or engine 'keras' to pack")
+                                    "engine 'slots' (the Keras engine trains one trial at a time)")
 
     @property
     def open_slots(self) -> int:
@@ -261,7 +242,6 @@ class WorkerJob:
         settings: the sweep's settings (study, storage, total, seed, sampler, pruner, ...).
         space: the search space as :meth:`~regsweep.space.SearchSpace.to_dict`.
         data_source: where the worker loads the data from (see :func:`regsweep.data.load_dataset`).
-        pack: trials per pack, resolved (``settings.pack`` may say ``auto``).
         threads: TensorFlow intra-op threads of this worker's process.
         index: the worker's index (it seeds its samplers); distinct per worker and restart.
         parallel: other workers share the study (TPE then uses the constant liar).
@@ -270,7 +250,6 @@ class WorkerJob:
     settings: SweepSettings
     space: dict[str, Any]
     data_source: dict[str, Any]
-    pack: int = 1
     threads: int | None = None
     index: int = 0
     parallel: bool = False

@@ -127,7 +127,7 @@ class _SlotSweep:
         self.study, self.space, self.dataset = study, space, dataset
         # A trial's members: one per fold (each on its fold's data, same seed) or one per repeat.
         self.member_data: list[Dataset] = list(dataset.folds) if dataset.folds else [dataset] * repeats
-        self.repeats = 1 if dataset.folds else repeats
+        self.repeats = repeats  # 1 with folds (run_slots checks it); passed on to the Keras fallback
         # At most `slots` members are open in all, or one trial's members if there are more.
         self.capacity = max(slots, len(self.member_data))
         self.total, self.slots, self.seed, self.keep_top, self.share = total, slots, seed, keep_top, share

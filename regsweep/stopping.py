@@ -2,8 +2,8 @@
 
 A sweep stops in two steps. The first Ctrl-C (or SIGTERM) asks for a *soft* stop: running
 trials finish, no new ones start. The second asks to stop *now*: each worker abandons its
-running trial at the next safe point (between training batches, or between epochs of a
-pack), fails it and queues a retry with the same parameters.
+running trials at the next safe point (between training batches on the Keras engine, between
+epochs on the slots engine), fails them and queues a retry with the same parameters.
 
 Signal handlers never raise. An exception raised from a handler lands wherever the main
 thread happens to be, which may be inside a storage call: SQLAlchemy then leaves a broken

@@ -1,10 +1,10 @@
 """Worker loops: claim a trial, train it, tell the study; the local worker processes that run them.
 
-Each worker loops: claim trials if the study is short of its total (see
-:mod:`regsweep.lifecycle`), train them alone or as a pack (:mod:`regsweep.packing`), tell the
-study, until the study has its total, a stop is asked or it is time to recycle the process.
-With ``engine="slots"`` the loop is :func:`regsweep.slot_sweep.run_slots` instead (trials as
-refillable slots of stacked graphs; not recycled, the trainers live as long as the worker).
+On the default engine (``engine="slots"``) a worker's loop is :func:`regsweep.slot_sweep.run_slots`
+(trials as refillable slots of stacked graphs; not recycled, the trainers live as long as the
+worker). On ``engine="keras"`` it loops: claim a trial if the study is short of its total (see
+:mod:`regsweep.lifecycle`), train it with ``model.fit``, tell the study, until the study has its
+total, a stop is asked or it is time to recycle the process.
 ``workers=1`` runs the loop in the calling process; more run in spawned processes that watch
 their parent and stop when it dies. The Dask backend (:mod:`regsweep.backends`) runs the same
 loop as Dask tasks.
@@ -150,21 +150,16 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
     while ran < settings.recycle_after and not stop.stopping:
         if failures_in_a_row(study) >= settings.max_failures_in_a_row:
             break
-        trials = claim_trials(study, job.total, job.pack, share=settings.workers)
+        trials = claim_trials(study, job.total, share=settings.workers)
         if not trials:
             if wait_for_trials_running_elsewhere(study, job.total, stop):
                 continue
             break
-        for trial in trials:
-            trial.set_user_attr("tf_intra_op_threads", threads["intra_op"])
-            trial.set_user_attr("worker", job.index)
-        if job.pack > 1:
-            from regsweep.packing import run_pack
-
-            run_pack(study, trials, job, space, dataset, stop=stop)
-        else:
-            run_one_trial(study, trials[0], job, space, dataset, stop)
-        ran += len(trials)
+        trial = trials[0]
+        trial.set_user_attr("tf_intra_op_threads", threads["intra_op"])
+        trial.set_user_attr("worker", job.index)
+        run_one_trial(study, trial, job, space, dataset, stop)
+        ran += 1
         if on_trial is not None:
             on_trial()
     stop.check_now()

@@ -126,10 +126,9 @@ SWEEP_CASES = [
     ("unknown_engine", ["--storage", NEW, *BASE, "--engine", "jax"], ["--engine", "jax"]),
     ("slots_zero", ["--storage", NEW, *BASE, "--engine", "slots", "--slots", "0"], ["--slots", "0"]),
     ("slots_too_many", ["--storage", NEW, *BASE, "--engine", "slots", "--slots", "300"], ["slots", "300", "256"]),
-    ("slots_with_pack", ["--storage", NEW, *BASE, "--engine", "slots", "--pack", "4"], ["pack", "slots"]),
     ("slots_with_keras_engine", ["--storage", NEW, *BASE, "--engine", "keras", "--slots", "4"],
      ["slots", "4", "engine 'slots'"]),
-    ("pack_on_the_default_engine", ["--storage", NEW, *BASE, "--pack", "4"], ["pack", "slots", "engine 'keras'"]),
+    ("removed_pack_flag", ["--storage", NEW, *BASE, "--pack", "4"], ["unrecognized arguments", "--pack"]),
 ]
 CLI_CASES = [
     ("unknown_regularizer", ["run", "{w}/bad_reg.py", "--storage", NEW, *FILE_BASE], ["regularizers", "dropconnect"]),

@@ -16,7 +16,7 @@ def _unusual(tmp_path) -> SweepSettings:
     return SweepSettings(study="s1", storage=f"sqlite:///{tmp_path / 's.db'}", trials=7, workers=3, seed=11,
                          out=str(tmp_path / "out"), pruner="hyperband", sampler="random", recycle_after=5,
                          max_failures_in_a_row=4, progress=False, threads_per_worker=2, backend="dask",
-                         scheduler="tcp://127.0.0.1:8786", repeats=2, keep_top=1, engine="keras", pack="auto",
+                         scheduler="tcp://127.0.0.1:8786", repeats=2, keep_top=1, engine="keras",
                          objectives=("val_loss",), artifacts=str(tmp_path / "shared-artifacts"))
 
 
@@ -58,8 +58,6 @@ def test_the_engine_is_recorded_and_a_keras_override_drops_the_recorded_slots():
     assert (switched.engine, switched.slots) == ("keras", None)
     assert SweepSettings.from_record(record, slots=5).open_slots == 5
     assert SweepSettings.from_record({"total": 4}).engine == "keras"  # records from before the engine was kept
-    with pytest.raises(SettingsError, match=r"^pack: got 4 with engine 'slots'"):
-        SweepSettings.from_record(record, pack=4)  # a slots study resumes packed only with engine="keras"
 
 
 def test_an_unknown_or_bad_field_is_refused_by_name():
@@ -74,11 +72,11 @@ def test_an_unknown_or_bad_field_is_refused_by_name():
 
 
 def test_cli_flags_give_the_settings_named_like_them():
-    args = argparse.Namespace(study="cli", storage=None, trials=12, workers=None, pack="auto", objectives=["val_loss"],
+    args = argparse.Namespace(study="cli", storage=None, trials=12, workers=None, objectives=["val_loss"],
                               engine="keras", no_plots=True, data=None, progress=None)
     given = given_settings(args)
-    assert given == {"study": "cli", "trials": 12, "pack": "auto", "objectives": ["val_loss"], "engine": "keras"}
-    assert SweepSettings.from_dict(given) == SweepSettings(study="cli", trials=12, pack="auto", engine="keras")
+    assert given == {"study": "cli", "trials": 12, "objectives": ["val_loss"], "engine": "keras"}
+    assert SweepSettings.from_dict(given) == SweepSettings(study="cli", trials=12, engine="keras")
 
 
 def test_a_worker_job_reads_its_settings():

@@ -50,7 +50,7 @@ def test_preprocessing_layers_compute_what_training_saw(tmp_path):
     assert np.isfinite(raw).all() and np.abs(raw - arrays).max() < 1e-5
 
 
-@pytest.mark.parametrize("engine", [{}, {"engine": "keras", "pack": 2}], ids=["slots", "keras-pack"])
+@pytest.mark.parametrize("engine", [{}, {"engine": "keras"}], ids=["slots", "keras"])
 def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_path, engine):
     import regsweep
     from regsweep.preprocessing import raw_inputs
@@ -69,7 +69,7 @@ def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_pat
     assert len(tested) == 2 and best.number in tested
     assert {"test_loss", "test_metric", "test_balanced_accuracy", "test_roc_auc"} <= set(tested[best.number])
     assert 0 <= best.user_attrs["val_balanced_accuracy"] <= 1 and 0 <= best.user_attrs["val_roc_auc"] <= 1
-    assert board["val_roc_auc"].notna().all()  # recorded by every complete trial, packed or not
+    assert board["val_roc_auc"].notna().all()  # recorded by every complete trial, on either engine
     assert board["test_loss"].notna().sum() == 2 and board.iloc[0]["test_loss"] == tested[best.number]["test_loss"]
     rows = pd.read_csv(path).drop(columns="target").head(5)
     rows.loc[0, "mean texture"] = np.nan
@@ -82,7 +82,7 @@ def test_csv_sweep_best_model_predicts_raw_rows_and_reports_test_figures(tmp_pat
     assert meta["preprocessing"] == data.preprocessing and meta["classes"] == ["benign", "malignant"]
 
 
-@pytest.mark.parametrize("engine", [{"engine": "keras", "pack": 2}, {"slots": 3}], ids=["keras-pack", "slots"])
+@pytest.mark.parametrize("engine", [{"engine": "keras"}, {"slots": 3}], ids=["keras", "slots"])
 def test_folds_sweep_records_the_mean_std_and_a_curve_per_fold(tmp_path, engine):
     from test_preprocessing import write_wine_csv
 

@@ -38,13 +38,13 @@ import tensorflow as tf
 from regsweep.engine.buckets import Bucket, EngineError
 from regsweep.engine.program import compiled_for
 from regsweep.engine.stack import SlotOptimizer, StackedMLP, set_slot
+from regsweep.objective import PREDICT_ROWS
 
 if TYPE_CHECKING:
     from regsweep.data import Dataset
     from regsweep.space import TrialConfig
 
 STOP_REASONS = ("patience", "max_epochs", "nan", "pruned")
-VAL_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -279,8 +279,8 @@ class SlotTrainer:
         running, params, hyper, loss, data_loss = self._compiled.epoch(*self._variables, *self._epoch_data(), seed)
         n_val = len(self.dataset.x_val)
         val_loss, val_metric = 0.0, 0.0
-        for i in range(0, n_val, VAL_CHUNK):
-            sums = self._compiled.validate(params, hyper, self.x_val[i:i + VAL_CHUNK], self.y_val[i:i + VAL_CHUNK])
+        for i in range(0, n_val, PREDICT_ROWS):
+            sums = self._compiled.validate(params, hyper, self.x_val[i:i + PREDICT_ROWS], self.y_val[i:i + PREDICT_ROWS])
             val_loss, val_metric = val_loss + sums[0].numpy(), val_metric + sums[1].numpy()
         self.epochs_run += 1
         if self._traces_before is None:

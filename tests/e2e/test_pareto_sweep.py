@@ -1,5 +1,5 @@
 """Multi-objective sweeps end to end: real Keras training on 120 rings samples, real SQLite files,
-real worker processes. Values, the pruning rule, resume with exact totals, packing, the best model."""
+real worker processes. Values, the pruning rule, resume with exact totals, both engines, the best model."""
 
 from __future__ import annotations
 
@@ -55,11 +55,11 @@ def test_multi_objective_sweep_resumes_with_parallel_workers_to_exact_totals(tmp
     assert len(load_study(url, "mo", heartbeat=False).trials) == 5
 
 
-def test_packed_multi_objective_sweep_and_its_best_model(tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'packed.db'}"
+def test_multi_objective_sweep_in_slots_and_its_best_model(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'slots.db'}"
     dataset = make_rings(n=120, seed=0)
-    study = _sweep(url, 4, engine="keras", pack=2, pruner="none")
-    assert {t.user_attrs["pack"] for t in study.trials} == {2}
+    study = _sweep(url, 4, slots=2, pruner="none")
+    assert {t.user_attrs["engine"] for t in study.trials} == {"slots"}
     assert count_states(study)["COMPLETE"] == 4
     _assert_values_match_attributes(study)
     best = best_trial(study)
@@ -84,20 +84,20 @@ def _study_with_strong_small_peers(url, trials):
             user_attrs={"val_loss": 0.001, "n_params": 1, "val_curve": [0.001] * 5}))
 
 
-@pytest.mark.parametrize("pack", [1, 2], ids=["slots", "keras-pack"])
-def test_peer_rule_prunes_in_a_multi_objective_sweep_and_records_loss_and_size(tmp_path, pack):
+@pytest.mark.parametrize("engine, new", [("slots", 2), ("keras", 1)], ids=["slots", "keras"])
+def test_peer_rule_prunes_in_a_multi_objective_sweep_and_records_loss_and_size(tmp_path, engine, new):
     url = f"sqlite:///{tmp_path / 'prune.db'}"
-    _study_with_strong_small_peers(url, 3 + pack)
-    study = _sweep(url, 3 + pack, space=LATE_STOP, pack=pack, engine="keras" if pack > 1 else "slots")
-    new = study.trials[3:]
-    assert [t.state for t in new] == [TrialState.PRUNED] * pack
-    for trial in new:
+    _study_with_strong_small_peers(url, 3 + new)
+    study = _sweep(url, 3 + new, space=LATE_STOP, engine=engine)
+    pruned = study.trials[3:]
+    assert [t.state for t in pruned] == [TrialState.PRUNED] * new
+    for trial in pruned:
         assert trial.user_attrs["epochs"] == 3  # pruned at the end of the warmup epoch
         assert trial.user_attrs["n_params"] > 1 and math.isfinite(trial.user_attrs["val_loss"])
     _assert_values_match_attributes(study)
     board = leaderboard(study)
-    assert list(board["state"]) == ["complete"] * 3 + ["pruned"] * pack  # front first; pruned trials have no rank
-    assert board["front"].isna().sum() == pack
+    assert list(board["state"]) == ["complete"] * 3 + ["pruned"] * new  # front first; pruned trials have no rank
+    assert board["front"].isna().sum() == new
 
 
 def test_no_pruner_means_no_pruning_in_a_multi_objective_sweep(tmp_path):
