@@ -83,6 +83,8 @@ def sweep_settings(args: argparse.Namespace) -> SweepSettings:
 
 
 def _add_engine_args(parser: argparse.ArgumentParser, *, recorded: bool = False) -> None:
+    from regsweep.settings import DEFAULT_SLOTS
+
     default = "the study's recorded one" if recorded else "slots"
     parser.add_argument("--engine", default=None, choices=("keras", "slots"),
                         help=f"slots: a worker trains --slots trials at once as refillable slots of stacked "
@@ -91,7 +93,7 @@ def _add_engine_args(parser: argparse.ArgumentParser, *, recorded: bool = False)
                              f"(default: {default})")
     parser.add_argument("--slots", type=positive_int, default=None, metavar="K",
                         help=f"trials a worker trains at once on the slots engine (not with --engine keras), 1-256 "
-                             f"(default: {'the recorded one, else 8' if recorded else '8'})")
+                             f"(default: {'the recorded one, else ' if recorded else ''}{DEFAULT_SLOTS})")
 
 
 def _add_backend_args(parser: argparse.ArgumentParser) -> None:

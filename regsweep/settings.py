@@ -31,7 +31,7 @@ BACKENDS = ("local", "dask")
 ENGINES = ("keras", "slots")
 MAX_SLOTS = 256
 LEGACY_ENGINE = "keras"  # the engine of a study recorded before the engine was recorded
-DEFAULT_SLOTS = 8  # open trials per worker on the slots engine when ``slots`` is not given
+DEFAULT_SLOTS = 4  # open trials per worker on the slots engine when ``slots`` is not given (as benchmarks.slots measures)
 # The settings a study records (field -> key in the study's ``regsweep`` attribute).
 RECORDED = {"trials": "total", "seed": "seed", "pruner": "pruner", "sampler": "sampler", "repeats": "repeats",
             "keep_top": "keep_top", "objectives": "objectives", "artifacts": "artifacts", "engine": "engine",
@@ -89,7 +89,7 @@ class SweepSettings:
             ``keras``, the engine it ran on.
         slots: with ``engine="slots"`` only, the slots a worker trains at once, one per trial (one per
             repeat or fold with ``repeats`` or folds; ``None``:
-            :data:`DEFAULT_SLOTS`, 8; see :attr:`open_slots`).
+            :data:`DEFAULT_SLOTS`, 4; see :attr:`open_slots`).
         artifacts: folder of the study's artifact store (learning curves, kept models), shared by
             every worker, e.g. on a network file system when workers run on many hosts. Default
             ``None``: ``<study_dir>/artifacts`` next to the study. Recorded in the study (as an

@@ -299,3 +299,24 @@ def test_a_worker_holds_at_most_its_share_of_the_unfinished_trials(tiny_rings, t
     assert len(claim_trials(study, 5, 1, share=2)) == 1  # the other worker's claims
     assert len(claim_trials(study, 5, 8, share=2, held=1)) == 1  # never beyond the total
     assert claim_trials(study, 5, 1, share=2) == []
+
+
+def test_hyperband_prunes_slots_at_its_rungs(tiny_rings, sqlite_url):
+    """regsweep's Hyperband pruner judges every slot's epoch through the one-read study snapshot:
+    some trials are PRUNED at a rung, the total stays exact and the others run to their stop."""
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+    from regsweep.workers import make_pruner
+
+    space = SearchSpace(regularizers=("l2",), lam=(1e-6, 0.5), depth=(1, 1), width=(2, 8), patience=(6, 6),
+                        max_epochs=6, batch_size=32)
+    study = _study(sqlite_url, space, tiny_rings, "hyperband", pruner=make_pruner("hyperband", 6), total=8)
+    assert run_slots(study, space, tiny_rings, total=8, slots=4) == 8
+    counts = count_states(study)
+    assert counts["finished"] == 8 and counts["PRUNED"] >= 1, counts
+    for trial in study.trials:
+        epochs = trial.user_attrs["epochs"]
+        assert list(trial.intermediate_values) == list(range(epochs))
+        assert (trial.state.name == "PRUNED") == (trial.user_attrs["slot_stop"] == "pruned")
+        if trial.state.name == "PRUNED":
+            assert epochs < 6
