@@ -23,9 +23,10 @@ Configurations no bucket serves (:func:`regsweep.engine.unsupported`) train alon
 :func:`regsweep.objective.objective` while the slots wait. With nothing left to claim while the
 study is short and its last trials run elsewhere, the worker waits for them (a dead host's trials
 come back as retries it claims: :func:`regsweep.lifecycle.wait_for_trials_running_elsewhere`).
-A trial another process ended (it took this worker for dead) is dropped. Stop requests are checked between
-epochs: a soft stop claims no more trials but finishes the running ones; a stop-now fails the
-open trials, queues their retries and raises :class:`~regsweep.stopping.TrialInterrupted`.
+A trial another process ended (it took this worker for dead) is dropped. Stop requests are
+checked between epochs: a soft stop claims no more trials but finishes the running ones; a
+stop-now fails the open trials, queues their retries and raises
+:class:`~regsweep.stopping.TrialInterrupted`.
 
 Importing this module does not import TensorFlow (the engine is imported inside :func:`run_slots`).
 
