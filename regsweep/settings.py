@@ -70,9 +70,10 @@ class SweepSettings:
         objectives: what the study minimizes: ``("val_loss",)`` (default, one objective) or
             ``val_loss`` and any of ``n_params``, ``weight_l2``, ``train_seconds`` (a multi-objective
             study; see :mod:`regsweep.pareto`).
-        recycle_after: a worker process is replaced after this many trials, which bounds the
-            memory Keras leaks per ``fit`` (about 7 MB a trial); with ``workers=1`` the trials run
-            in this process and are not recycled.
+        recycle_after: a worker process is replaced after this many trials on the Keras engine, or
+            after this many trials the slots engine trained alone through ``model.fit`` (options no
+            bucket serves), which bounds the memory Keras leaks per ``fit`` (about 7 MB a trial);
+            with ``workers=1`` the trials run in this process and are not recycled.
         max_failures_in_a_row: stop when this many trials fail one after another.
         progress: ``True`` a rich progress bar, ``False`` log lines, ``None`` (default) a bar on a
             terminal and log lines otherwise.

@@ -122,7 +122,7 @@ class _SlotSweep:
 
     def __init__(self, study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int, slots: int,
                  seed: int, repeats: int, keep_top: int | None, share: int, stop: StopRequest,
-                 max_failures_in_a_row: int, trial_attrs: dict[str, Any]) -> None:
+                 max_failures_in_a_row: int, trial_attrs: dict[str, Any], recycle_after: int | None) -> None:
         from regsweep.engine import space_buckets
 
         self.study, self.space, self.dataset = study, space, dataset
@@ -138,6 +138,8 @@ class _SlotSweep:
         self.open: dict[int, _Open] = {}  # by trial number
         self.beating: list[int] = []  # trial ids the heartbeat thread beats for (updated in place)
         self.ran = 0
+        self.alone = 0  # trials trained alone through model.fit (each leaves Keras memory behind)
+        self.recycle_after = recycle_after
         self.exhausted = False
 
     # -- slots ----------------------------------------------------------------------------------------
@@ -174,8 +176,11 @@ class _SlotSweep:
         self.beating[:] = [entry.trial._trial_id for entry in self.open.values()]
 
     def claimable(self) -> bool:
-        """No stop was asked and the study has not failed ``max_failures_in_a_row`` trials in a row."""
-        return not self.stop.stopping and failures_in_a_row(self.study) < self.max_failures
+        """No stop was asked, this worker is not due for recycling and the study has not failed
+        ``max_failures_in_a_row`` trials in a row."""
+        if self.stop.stopping or (self.recycle_after is not None and self.alone >= self.recycle_after):
+            return False
+        return failures_in_a_row(self.study) < self.max_failures
 
     def claim(self) -> optuna.Trial | None:
         if self.exhausted or not self.claimable():
@@ -219,6 +224,7 @@ class _SlotSweep:
         from regsweep.objective import objective, record_worker_rss
 
         trial.set_user_attr(ENGINE_ATTR, "keras")
+        self.alone += 1
         with heartbeat(self.study, [trial._trial_id]), DropIfEnded(trial):
             try:
                 try:
@@ -373,7 +379,7 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
               slots: int = DEFAULT_SLOTS, seed: int = 0, repeats: int = 1, keep_top: int | None = 3, share: int = 1,
               stop: StopRequest | None = None, max_failures_in_a_row: int = 10,
               on_trial: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None,
-              trial_attrs: dict[str, Any] | None = None) -> int:
+              trial_attrs: dict[str, Any] | None = None, recycle_after: int | None = None) -> int:
     """Claim and train trials as refillable engine slots until ``study`` has ``total`` finished
     trials (or a stop), with at most ``slots`` trials open at once; returns the trials this call ran.
 
@@ -393,6 +399,9 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
         on_epoch: called after each epoch with the number of epochs run so far (before the
             stop-now check, so it may request one).
         trial_attrs: user attributes set on every claimed trial (e.g. the worker's index).
+        recycle_after: after this many trials trained alone through ``model.fit`` (options no
+            bucket serves; Keras keeps about 7 MB per such model), claim no more and return when
+            the open slots finish, so the worker process can be replaced. ``None``: never.
 
     Raises:
         ValueError: ``repeats`` is not 1 on a dataset with folds, or below 1.
@@ -402,7 +411,7 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
     sweep = _SlotSweep(study, space, dataset, total=total, slots=slots, seed=seed, repeats=repeats, keep_top=keep_top,
                        share=share,
                        stop=stop if stop is not None else StopRequest(), max_failures_in_a_row=max_failures_in_a_row,
-                       trial_attrs=dict(trial_attrs or {}))
+                       trial_attrs=dict(trial_attrs or {}), recycle_after=recycle_after)
     with heartbeat(study, sweep.beating):
         try:
             epochs = 0

@@ -1,8 +1,8 @@
 """Worker loops: claim a trial, train it, tell the study; the local worker processes that run them.
 
 On the default engine (``engine="slots"``) a worker's loop is :func:`regsweep.slot_sweep.run_slots`
-(trials as refillable slots of stacked graphs; not recycled, the trainers live as long as the
-worker). On ``engine="keras"`` it loops: claim a trial if the study is short of its total (see
+(trials as refillable slots of stacked graphs; the trainers live as long as the worker, which is
+recycled only after ``recycle_after`` trials it had to train alone through ``model.fit``). On ``engine="keras"`` it loops: claim a trial if the study is short of its total (see
 :mod:`regsweep.lifecycle`), train it with ``model.fit``, tell the study, until the study has its
 total, a stop is asked or it is time to recycle the process.
 ``workers=1`` runs the loop in the calling process; more run in spawned processes that watch
@@ -143,7 +143,8 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
                         repeats=settings.repeats,
                         keep_top=settings.keep_top, share=settings.workers, stop=stop,
                         max_failures_in_a_row=settings.max_failures_in_a_row, on_trial=on_trial,
-                        trial_attrs={"tf_intra_op_threads": threads["intra_op"], "worker": job.index})
+                        trial_attrs={"tf_intra_op_threads": threads["intra_op"], "worker": job.index},
+                        recycle_after=settings.recycle_after)
         stop.check_now()
         return ran
     ran = 0
@@ -210,8 +211,11 @@ def run_in_process(job: WorkerJob, progress: SweepProgress) -> None:
         try:
             while not stop.stopping:
                 ran = worker_loop(job, stop, on_trial=progress.update)
-                if ran < job.settings.recycle_after or job.settings.engine == "slots":  # the slots engine is
-                    break  # not recycled: its loop returns only when the study has no trial left for it
+                if job.settings.engine == "slots":  # it returns when no trial is left for it, or to be
+                    if not should_restart_worker(job):  # recycled after recycle_after model.fit trials
+                        break
+                elif ran < job.settings.recycle_after:
+                    break
         except TrialInterrupted:
             raise interrupted(job.study_name) from None
     if stop.stopping:

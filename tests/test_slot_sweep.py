@@ -320,3 +320,21 @@ def test_hyperband_prunes_slots_at_its_rungs(tiny_rings, sqlite_url):
         assert (trial.state.name == "PRUNED") == (trial.user_attrs["slot_stop"] == "pruned")
         if trial.state.name == "PRUNED":
             assert epochs < 6
+
+
+def test_a_worker_that_trains_alone_through_model_fit_is_recycled(tiny_rings, sqlite_url, tmp_path):
+    """Batch norm is not stacked, so every trial trains alone through model.fit (Keras keeps memory
+    per model): run_slots stops claiming after recycle_after such trials, and run_sweep's in-process
+    worker re-enters its loop until the total is reached."""
+    from regsweep.runner import run_sweep
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states
+
+    space = SearchSpace(depth=1, width=(2, 8), patience=1, max_epochs=2, batch_size=32, batch_norm=True)
+    study = _study(sqlite_url, space, tiny_rings, "alone", total=5)
+    assert run_slots(study, space, tiny_rings, total=5, slots=3, recycle_after=2, keep_top=None) == 2
+    assert count_states(study)["finished"] == 2
+    study = run_sweep(space, tiny_rings, study="alone", storage=sqlite_url, trials=5, workers=1, recycle_after=2,
+                      progress=False, keep_top=0, out=str(tmp_path / "out"))
+    assert count_states(study)["finished"] == 5
+    assert {t.user_attrs["engine"] for t in study.trials} == {"keras"}
