@@ -286,6 +286,14 @@ class _SlotSweep:
                 trainer.prune(slot)
         entry.running.clear()
 
+    def close(self, entry: _Open) -> None:
+        """Stop ``entry``'s members still in slots and forget the trial (it ended, or another
+        process ended it)."""
+        self.stop_members(entry)
+        del self.open[entry.trial.number]
+        self.update_beating()
+        self.exhausted = False  # this worker's share of the unfinished trials may allow one more
+
     def finished(self, trainer: SlotTrainer, result: SlotResult) -> None:
         """A member stopped: measure it now (its slot may be refilled before its trial ends); when
         it ends its trial (a NaN, a prune, or the last member), record, save and tell the trial."""
@@ -298,10 +306,7 @@ class _SlotSweep:
         del entry.running[member]
         entry.reasons[member] = result.reason
         if entry.dropped:  # its retry is queued for any worker, this one included
-            self.stop_members(entry)
-            del self.open[number]
-            self.update_beating()
-            self.exhausted = False
+            self.close(entry)
             return
         if result.reason != "nan":
             complete = result.state == "complete"
@@ -310,10 +315,7 @@ class _SlotSweep:
                                                  keep_model=complete and self.keep_top is not None)
             if complete and entry.running:
                 return  # the trial ends with its last member
-        self.stop_members(entry)
-        del self.open[number]
-        self.update_beating()
-        self.exhausted = False  # this worker's share of the unfinished trials may allow one more
+        self.close(entry)
         trial, self.ran = entry.trial, self.ran + 1
         with DropIfEnded(trial):  # another process ended it: drop this trial, train the others
             record_worker_rss(trial)
@@ -417,9 +419,6 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
             epochs = 0
             while True:
                 sweep.fill()
-                if not sweep.open and sweep.exhausted:  # look once more: retries may have been queued since
-                    sweep.exhausted = False
-                    sweep.fill()
                 if not sweep.open:
                     if sweep.claimable() and wait_for_trials_running_elsewhere(study, total, sweep.stop):
                         sweep.exhausted = False

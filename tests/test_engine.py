@@ -95,6 +95,24 @@ def test_initial_weights_are_build_models(config):
     assert not np.array_equal(initial_weights(config, data, seed=12)[0], ours[0])
 
 
+def test_initial_weights_leave_tensorflows_global_seed_alone():
+    """A new trial's weights are drawn without tf.random.set_seed: it clears TensorFlow's kernel
+    caches, and every compiled epoch would then be instantiated again (0.55 s instead of 0.04 s).
+    They still equal build_model's after set_random_seed, whatever seed an earlier trial left."""
+    import tensorflow as tf
+
+    from regsweep.engine import initial_weights
+    from regsweep.models import build_model
+
+    config, data = _config("l2", 1e-3, depth=2, width=6, dropout=0.2), make_rings(n=60, seed=0)
+    keras.utils.set_random_seed(999)  # an earlier trial's seed
+    ours = initial_weights(config, data, seed=11)
+    assert tf.compat.v1.random.get_seed(None)[0] == 999
+    keras.utils.set_random_seed(11)
+    for a, b in zip(ours, build_model(config, data).get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.fixture(scope="module")
 def rings():
     return make_rings(n=150, seed=1)
