@@ -268,6 +268,10 @@ def validation_scores(model: keras.Model, dataset: Dataset) -> dict[str, float]:
 def finish_result(result: TrainResult, model: keras.Model, dataset: Dataset, *, keep_model: bool = True) -> TrainResult:
     """Complete a result measured from the curves (by :func:`train_config` and the slots engine).
 
+    ``model`` is the trained Keras model, or anything called like one in inference mode
+    (``model(x, training=False)``): the slots engine passes its weights as an
+    :class:`~regsweep.engine.SlotNetwork` and builds no Keras model (``keep_model=False``).
+
     ``train_loss`` becomes the training data loss of the final (best-epoch) weights in inference
     mode, so ``gap`` compares like with like; the curve's dropout-mode value is kept as
     ``train_loss_dropout``. For classification, ``extra`` gets ``val_balanced_accuracy`` and

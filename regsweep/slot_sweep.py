@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     import optuna
 
     from regsweep.data import Dataset
-    from regsweep.engine import Bucket, SlotResult, SlotTrainer
+    from regsweep.engine import Bucket, SlotNetwork, SlotResult, SlotTrainer
     from regsweep.objective import TrainResult
     from regsweep.space import SearchSpace, TrialConfig
 
@@ -60,23 +60,23 @@ _logger = logging.getLogger(__name__)
 ENGINE_ATTR = "engine"  # user attribute: "slots" for a trial trained in a slot, "keras" for the fallback
 
 
-def train_result(result: SlotResult, model: Any, dataset: Dataset, *, keep_model: bool) -> TrainResult:
+def train_result(result: SlotResult, network: SlotNetwork, dataset: Dataset) -> TrainResult:
     """The :class:`~regsweep.objective.TrainResult` of a finished slot, measured as ``train_config``
-    measures: ``model`` is the slot's exported real-shape Keras model (its best weights), which
-    :func:`regsweep.objective.finish_result` uses for the inference-mode train loss and the
-    validation scores."""
-    from regsweep.models import count_params, dense_kernels, kernel_norms
+    measures (:func:`regsweep.objective.finish_result`: the inference-mode train loss and the
+    validation scores) from ``network``, the slot's real-shape weights, without a Keras model;
+    its ``model`` is ``None`` (see :func:`_save_artifacts`)."""
+    from regsweep.models import kernel_norms
     from regsweep.objective import TrainResult, finish_result
 
-    weight_l1, weight_l2 = kernel_norms(dense_kernels(model))
+    weight_l1, weight_l2 = kernel_norms(network.kernels())
     best = result.best_epoch
     train = TrainResult(
         val_loss=result.val_loss, train_loss=result.train_curve[best - 1], val_metric=result.val_metric,
-        best_epoch=best, epochs=result.epochs, n_params=count_params(model), weight_l1=weight_l1,
+        best_epoch=best, epochs=result.epochs, n_params=network.count_params(), weight_l1=weight_l1,
         weight_l2=weight_l2, val_curve=list(result.val_curve), train_curve=list(result.train_curve),
         val_metric_curve=list(result.val_metric_curve), duration=result.seconds,
     )
-    return finish_result(train, model, dataset, keep_model=keep_model)
+    return finish_result(train, network, dataset, keep_model=False)
 
 
 class StudySnapshot:
@@ -111,6 +111,7 @@ class _Open:
     running: dict[int, tuple[SlotTrainer, int]] = field(default_factory=dict)  # member -> its trainer and slot
     results: dict[int, TrainResult] = field(default_factory=dict)  # members that stopped
     reasons: dict[int, str] = field(default_factory=dict)  # why each stopped member stopped
+    networks: dict[int, SlotNetwork] = field(default_factory=dict)  # members that stopped: their weights
     curve: list[float] = field(default_factory=list)  # member 0's validation data loss (what the pruner sees)
     n_params: int = 0
     dropped: bool = False  # another process ended the trial (it took this worker for dead)
@@ -254,7 +255,6 @@ class _SlotSweep:
         ``peers``: the study's :class:`~regsweep.pareto.PeerPruner` (multi-objective) or ``None``;
         ``snapshot``: the study as read once this epoch, which Optuna's pruner judges against
         (what ``trial.should_prune()`` does, without a read of the study per slot)."""
-        from regsweep.models import count_params
 
         def on_epoch(slot: int, epoch: int, logs: dict[str, float]) -> bool:
             state = trainer.states[slot]
@@ -266,7 +266,7 @@ class _SlotSweep:
             entry.curve.append(logs["val_data_loss"])
             if peers is not None:
                 if not entry.n_params:
-                    entry.n_params = count_params(trainer.export(slot))
+                    entry.n_params = trainer.network(slot).count_params()
                 return peers.should_prune(entry.n_params, entry.curve)
             with DropIfEnded(entry.trial) as race:
                 entry.trial.report(logs["val_data_loss"], step=epoch)
@@ -310,9 +310,8 @@ class _SlotSweep:
             return
         if result.reason != "nan":
             complete = result.state == "complete"
-            model = trainer.export(result.slot)
-            entry.results[member] = train_result(result, model, trainer.dataset,
-                                                 keep_model=complete and self.keep_top is not None)
+            entry.networks[member] = trainer.network(result.slot)
+            entry.results[member] = train_result(result, entry.networks[member], trainer.dataset)
             if complete and entry.running:
                 return  # the trial ends with its last member
         self.close(entry)
@@ -336,7 +335,9 @@ class _SlotSweep:
                 outcome = entry.results[member]
             record_result(trial, outcome)
             if self.keep_top is not None:
-                _save_artifacts(self.study, trial, outcome, complete, self.keep_top)
+                chosen = next(m for m, run in entry.results.items() if run is outcome)
+                _save_artifacts(self.study, trial, outcome, entry.networks[chosen] if complete else None,
+                                self.keep_top)
             if complete:
                 if tell_result(self.study, trial, trial_value(self.study, outcome)):
                     _logger.info("trial %d (slot): val_loss=%.4f after %d epochs", trial.number, outcome.val_loss,
@@ -363,16 +364,20 @@ class _SlotSweep:
         self.update_beating()
 
 
-def _save_artifacts(study: optuna.Study, trial: optuna.Trial, result: TrainResult, complete: bool,
+def _save_artifacts(study: optuna.Study, trial: optuna.Trial, result: TrainResult, network: SlotNetwork | None,
                     keep_top: int) -> None:
-    """The learning curve (and the model if it enters the top ``keep_top``); never fails the trial."""
-    from regsweep.artifacts import save_learning_curve, save_trial_artifacts
+    """The learning curve and, for a complete trial (its ``network``) whose model enters the top
+    ``keep_top``, the model, exported to Keras only then; never fails the trial."""
+    from regsweep.artifacts import save_trial_artifacts
+    from regsweep.models import export_model
+
+    def build() -> Any:
+        assert network is not None
+        return export_model(network.to_keras(), network.dataset)
 
     try:
-        if complete:
-            save_trial_artifacts(study, trial, result.model, result, keep_top=keep_top)
-        else:
-            save_learning_curve(study, trial, result.train_curve, result.val_curve)
+        save_trial_artifacts(study, trial, None, result, keep_top=keep_top,
+                             build_model=build if network is not None else None)
     except Exception:  # an artifact problem (disk, plotting) must not lose the trial's result
         _logger.warning("trial %d: could not save its artifacts", trial.number, exc_info=True)
 

@@ -246,6 +246,33 @@ def test_adam_multiclass():
         _compare(config, data, 100 + i, results[i], exported.get(i))
 
 
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression", "images"])
+def test_a_slot_network_measures_as_its_keras_model(kind):
+    """A finished slot is measured from its weights without building a Keras model (the export is
+    built only for a kept model): outputs, parameter count, weight norms, the inference-mode train
+    loss and the validation scores equal those of its exported Sequential."""
+    from regsweep.engine import SlotNetwork, initial_weights
+    from regsweep.models import count_params, dense_kernels, kernel_norms
+    from regsweep.objective import inference_loss, validation_scores
+
+    rng = np.random.default_rng(5)
+    data = {"binary": lambda: make_rings(n=120, seed=0),
+            "multiclass": lambda: from_arrays(rng.normal(size=(90, 5)), np.arange(90) % 3, task="multiclass", seed=0),
+            "regression": lambda: from_arrays(rng.normal(size=(90, 4)), rng.normal(size=90), task="regression", seed=0),
+            "images": lambda: from_arrays(rng.normal(size=(90, 6, 6)), np.arange(90) % 2, task="binary", seed=0)}[kind]()
+    config = dataclasses.replace(_config("l2", 1e-3, depth=2, width=7, dropout=0.3), activation="tanh")
+    network = SlotNetwork(config, data, initial_weights(config, data, seed=3))
+    model = network.to_keras()
+    np.testing.assert_allclose(network(data.x_val), model(data.x_val, training=False), rtol=0, atol=1e-6)
+    assert network.count_params() == count_params(model)
+    assert kernel_norms(network.kernels()) == pytest.approx(kernel_norms(dense_kernels(model)), rel=1e-6)
+    assert inference_loss(network, data.x_train, data.y_train, data.loss) == \
+        pytest.approx(inference_loss(model, data.x_train, data.y_train, data.loss), abs=1e-6)
+    if data.task != "regression":  # finish_result records them for classification
+        ours, theirs = validation_scores(network, data), validation_scores(model, data)
+        assert ours and ours == pytest.approx(theirs, abs=1e-6)
+
+
 def test_a_wrong_lambda_is_detected(rings):
     """The comparison can fail: the same run with λ x 3 in the slot is far from the reference."""
     config = _config("l1", 3e-3, depth=2, width=8, max_epochs=4, patience=5)

@@ -145,6 +145,39 @@ def to_keras(config: TrialConfig, dataset: Dataset, weights: list[np.ndarray]) -
     return model
 
 
+class SlotNetwork:
+    """A trial's real-shape MLP as plain weights (:func:`to_keras` order), measured without
+    building a Keras model: ``network(x, training=False)`` returns its inference-mode outputs as
+    the model's Dense layers compute them (``matmul``, ``add``, the activation, in Keras ops;
+    dropout is off in inference). :meth:`to_keras` builds the plain ``Sequential`` on demand, e.g.
+    only for a trial whose model is kept (``build_model`` costs about 0.1 s per trial).
+    """
+
+    def __init__(self, config: TrialConfig, dataset: Dataset, weights: list[np.ndarray]) -> None:
+        self.config, self.dataset, self.weights = config, dataset, weights
+
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        from keras import ops
+
+        h = ops.convert_to_tensor(np.asarray(x, "float32").reshape(len(x), -1))
+        hidden = keras.activations.get(self.config.activation)
+        for kernel, bias in zip(self.weights[0:-2:2], self.weights[1:-2:2]):
+            h = hidden(ops.add(ops.matmul(h, kernel), bias))
+        output = keras.activations.get(self.dataset.output_activation)
+        return output(ops.add(ops.matmul(h, self.weights[-2]), self.weights[-1]))
+
+    def count_params(self) -> int:
+        """Trainable parameters (as :func:`regsweep.models.count_params` of the Keras model)."""
+        return int(sum(w.size for w in self.weights))
+
+    def kernels(self) -> list[np.ndarray]:
+        """The Dense kernels, hidden and output (as :func:`regsweep.models.dense_kernels`)."""
+        return self.weights[0::2]
+
+    def to_keras(self) -> keras.Model:
+        return to_keras(self.config, self.dataset, self.weights)
+
+
 def _penalties(config: TrialConfig) -> tuple[float, float]:
     """(l1, l2) strengths of ``config``'s kernel regularizer (as models.make_regularizer)."""
     kind, lam = config.regularizer, float(config.lam)
@@ -260,17 +293,21 @@ class SlotTrainer:
             raise EngineError(f"stacked engine: slot {slot} holds no trial")
         return self._finish(slot, "pruned")
 
-    def export(self, slot: int) -> keras.Model:
-        """The plain Keras ``Sequential`` of the trial last finished in ``slot`` (its real shape and
-        best weights); for a running trial, its current weights."""
+    def network(self, slot: int) -> SlotNetwork:
+        """The real-shape network of the trial last finished in ``slot`` (its best weights, or a
+        pruned trial's last); for a running trial, its current weights."""
         state, result = self.states[slot], self.finished[slot]
         if state is not None:
             config = state.request.config
             weights = self.layer.read_slot(slot, self.layer.weight_list(), depth=config.depth, width=config.width)
-            return to_keras(config, self.dataset, weights)
+            return SlotNetwork(config, self.dataset, weights)
         if result is None or result.weights is None:
             raise EngineError(f"stacked engine: slot {slot} has no weights to export")
-        return to_keras(result.request.config, self.dataset, result.weights)
+        return SlotNetwork(result.request.config, self.dataset, result.weights)
+
+    def export(self, slot: int) -> keras.Model:
+        """The plain Keras ``Sequential`` of :meth:`network` (``slot``'s trial)."""
+        return self.network(slot).to_keras()
 
     # -- epochs --------------------------------------------------------------------------------------------
     def _epoch_data(self) -> tuple[Any, Any]:
