@@ -58,12 +58,17 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 ENGINE_ATTR = "engine"  # user attribute: "slots" for a trial trained in a slot, "keras" for the fallback
+# Clear TensorFlow's kernel caches after this many trials (engine.clear_kernel_caches): enough to
+# keep a worker's memory flat, rare enough to cost little (each clear makes every trainer's
+# compiled epoch instantiate again, about 0.5 s each).
+CLEAR_CACHES_EVERY = 25
 
 
-def train_result(result: SlotResult, network: SlotNetwork, dataset: Dataset) -> TrainResult:
+def train_result(result: SlotResult, network: SlotNetwork) -> TrainResult:
     """The :class:`~regsweep.objective.TrainResult` of a finished slot, measured as ``train_config``
     measures (:func:`regsweep.objective.finish_result`: the inference-mode train loss and the
-    validation scores) from ``network``, the slot's real-shape weights, without a Keras model;
+    validation scores on ``network.dataset``) from ``network``, the slot's real-shape weights,
+    without a Keras model;
     its ``model`` is ``None`` (see :func:`_save_artifacts`)."""
     from regsweep.models import kernel_norms
     from regsweep.objective import TrainResult, finish_result
@@ -76,7 +81,7 @@ def train_result(result: SlotResult, network: SlotNetwork, dataset: Dataset) -> 
         weight_l2=weight_l2, val_curve=list(result.val_curve), train_curve=list(result.train_curve),
         val_metric_curve=list(result.val_metric_curve), duration=result.seconds,
     )
-    return finish_result(train, network, dataset, keep_model=False)
+    return finish_result(train, network, network.dataset, keep_model=False)
 
 
 class StudySnapshot:
@@ -139,6 +144,7 @@ class _SlotSweep:
         self.open: dict[int, _Open] = {}  # by trial number
         self.beating: list[int] = []  # trial ids the heartbeat thread beats for (updated in place)
         self.ran = 0
+        self.ran_at_last_clear = 0  # self.ran when TensorFlow's kernel caches were last cleared
         self.alone = 0  # trials trained alone through model.fit (each leaves Keras memory behind)
         self.recycle_after = recycle_after
         self.exhausted = False
@@ -311,7 +317,7 @@ class _SlotSweep:
         if result.reason != "nan":
             complete = result.state == "complete"
             entry.networks[member] = trainer.network(result.slot)
-            entry.results[member] = train_result(result, entry.networks[member], trainer.dataset)
+            entry.results[member] = train_result(result, entry.networks[member])
             if complete and entry.running:
                 return  # the trial ends with its last member
         self.close(entry)
@@ -356,6 +362,11 @@ class _SlotSweep:
                 continue
             for result in trainer.step(self.pruner(trainer, peers, snapshot)):
                 self.finished(trainer, result)
+        if self.ran - self.ran_at_last_clear >= CLEAR_CACHES_EVERY:
+            from regsweep.engine import clear_kernel_caches
+
+            clear_kernel_caches()
+            self.ran_at_last_clear = self.ran
 
     def fail_open(self, reason: str, *, retry: bool) -> None:
         for entry in list(self.open.values()):
@@ -447,4 +458,4 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
     return sweep.ran
 
 
-__all__ = ["ENGINE_ATTR", "StudySnapshot", "run_slots", "train_result"]
+__all__ = ["CLEAR_CACHES_EVERY", "ENGINE_ATTR", "StudySnapshot", "run_slots", "train_result"]

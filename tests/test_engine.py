@@ -113,6 +113,24 @@ def test_initial_weights_leave_tensorflows_global_seed_alone():
         np.testing.assert_array_equal(a, b)
 
 
+def _stateful_draw() -> float:
+    """A draw of a stateful random op with a fixed op seed: its kernel, cached by TensorFlow,
+    advances on every call and starts over only when the kernel caches are cleared."""
+    import tensorflow as tf
+
+    return float(tf.random.uniform([1], seed=7)[0])
+
+
+def test_clear_kernel_caches_clears_tensorflows_kernel_caches():
+    from regsweep.engine import clear_kernel_caches
+
+    clear_kernel_caches()
+    first = _stateful_draw()
+    assert _stateful_draw() != first  # the cached kernel advanced
+    clear_kernel_caches()
+    assert _stateful_draw() == first  # a new kernel: the caches were cleared
+
+
 @pytest.fixture(scope="module")
 def rings():
     return make_rings(n=150, seed=1)

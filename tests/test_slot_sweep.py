@@ -338,3 +338,25 @@ def test_a_worker_that_trains_alone_through_model_fit_is_recycled(tiny_rings, sq
                       progress=False, keep_top=0, out=str(tmp_path / "out"))
     assert count_states(study)["finished"] == 5
     assert {t.user_attrs["engine"] for t in study.trials} == {"keras"}
+
+
+@pytest.mark.parametrize("every, cleared", [(3, True), (50, False)])
+def test_kernel_caches_are_cleared_every_n_trials(tiny_rings, tiny_space, sqlite_url, monkeypatch, every, cleared):
+    """run_slots clears TensorFlow's kernel caches (which grow trial after trial) once
+    CLEAR_CACHES_EVERY trials have ended since the last clear, and not before. Seen through a
+    stateful random op's cached kernel, which starts its sequence over after a clear."""
+    import tensorflow as tf
+
+    from regsweep import slot_sweep
+    from regsweep.engine import clear_kernel_caches
+    from regsweep.slot_sweep import run_slots
+
+    def draw() -> float:
+        return float(tf.random.uniform([1], seed=7)[0])
+
+    monkeypatch.setattr(slot_sweep, "CLEAR_CACHES_EVERY", every)
+    clear_kernel_caches()
+    first = draw()
+    study = _study(sqlite_url, tiny_space, tiny_rings, f"clear{every}", total=4)
+    assert run_slots(study, tiny_space, tiny_rings, total=4, slots=2, keep_top=None) == 4
+    assert (draw() == first) is cleared

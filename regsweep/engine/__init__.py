@@ -10,7 +10,9 @@ Example:
 
 from regsweep.engine.buckets import Bucket, EngineError, bucket_for, bucket_width, space_buckets, unsupported
 from regsweep.engine.stack import SlotOptimizer, StackedMLP
-from regsweep.engine.trainer import SlotNetwork, SlotRequest, SlotResult, SlotTrainer, initial_weights, to_keras
+from regsweep.engine.trainer import (SlotNetwork, SlotRequest, SlotResult, SlotTrainer, clear_kernel_caches,
+                                     initial_weights, to_keras)
 
 __all__ = ["Bucket", "EngineError", "SlotNetwork", "SlotOptimizer", "SlotRequest", "SlotResult", "SlotTrainer",
-           "StackedMLP", "bucket_for", "bucket_width", "initial_weights", "space_buckets", "to_keras", "unsupported"]
+           "StackedMLP", "bucket_for", "bucket_width", "clear_kernel_caches",
+           "initial_weights", "space_buckets", "to_keras", "unsupported"]
