@@ -141,7 +141,7 @@ def clear_kernel_caches() -> None:
 
     ``tf.random.set_seed`` clears them too (and used to, once per trial); without any clear a
     worker grew by about 90 MB between its 50th and 500th rings trial. Clearing costs each
-    compiled epoch program one new instantiation (about 0.55 s instead of 0.04 s on its next
+    trainer's compiled epoch one new instantiation (about 0.55 s instead of 0.04 s on its next
     call), so :func:`regsweep.slot_sweep.run_slots` clears every ``CLEAR_CACHES_EVERY`` trials.
     TensorFlow exposes the call only on its eager context (``Context.clear_kernel_cache``).
     """
