@@ -61,7 +61,8 @@ ENGINE_ATTR = "engine"  # user attribute: "slots" for a trial trained in a slot,
 # Clear TensorFlow's kernel caches after this many trials (engine.clear_kernel_caches). Without
 # clears a rings worker grew about 0.2 MB per trial (+88.5 MB from trial 50 to 500); a clear
 # costs 2-4 s (every trainer's compiled epoch instantiates again: 5 clears in a 40-trial run
-# took 10-21 s), so every 25 trials cost about 20 % of a 500-trial run, every 100 a few %.
+# took 10-21 s more than none): 20 clears would add 40-80 s to a 500-trial run (522 s
+# without), 5 clears (every 100) 10-20 s.
 CLEAR_CACHES_EVERY = 100
 
 
