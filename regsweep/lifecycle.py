@@ -46,6 +46,7 @@ GRACE_PERIOD = int(LOCK_WAIT_SECONDS) + 3 * HEARTBEAT_INTERVAL
 OWNER_ATTR = "regsweep_owner"
 FAIL_REASON = "fail_reason"
 NOT_COUNTED = "not_counted"
+SURPLUS_REASON = "surplus: the study reached its total"  # a trial asked beyond the total: FAIL, not counted
 # User attributes that describe how a trial ended; a retry must not inherit them.
 ENDING_ATTRS = (FAIL_REASON, NOT_COUNTED)
 
@@ -189,7 +190,7 @@ def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1,
         if finished + running_numbers.index(trial.number) < total:
             kept.append(trial)
         else:
-            tell_failure(study, trial, "surplus: the study reached its total", counted=False)
+            tell_failure(study, trial, SURPLUS_REASON, counted=False)
     return kept
 
 

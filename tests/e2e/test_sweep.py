@@ -12,7 +12,7 @@ import pytest
 from regsweep import SearchSpace, leaderboard, run_sweep
 from regsweep.data import make_rings
 from regsweep.report import COLUMNS
-from regsweep.lifecycle import OWNER_ATTR, owner_tag
+from regsweep.lifecycle import FAIL_REASON, OWNER_ATTR, SURPLUS_REASON, owner_tag
 from regsweep.storage import count_states, load_study
 from regsweep.space import CORE_PARAMS
 
@@ -79,7 +79,7 @@ def test_two_worker_processes_finish_exactly_n_with_capped_threads(tmp_path, sql
     # Two workers racing for the last slot may ask one trial too many; it is dropped, never counted.
     counted = [t for t in study.trials if not t.user_attrs.get("not_counted")]
     assert len(counted) == 5 and count_states(study)["RUNNING"] == 0
-    assert all(t.user_attrs["fail_reason"].startswith("surplus") for t in study.trials if t not in counted)
+    assert all(t.user_attrs[FAIL_REASON] == SURPLUS_REASON for t in study.trials if t not in counted)
     # Trained in the spawned workers (TF capped at 1 thread each), never in this process.
     assert {t.user_attrs["tf_intra_op_threads"] for t in study.trials} == {1}
     assert {t.user_attrs["worker"] for t in study.trials} <= {0, 1}
