@@ -67,7 +67,7 @@ def test_sigkill_of_a_worker_mid_trial_is_retried_and_the_sweep_ends_with_exactl
     assert len(finished(rows)) == total
     assert not running(rows)
     # a trial two live workers raced for is told FAIL as surplus (never counted): not the kill's doing
-    failed = [r for r in rows if r["state"] == "FAIL" and not r["user"].get(FAIL_REASON) == SURPLUS_REASON]
+    failed = [r for r in rows if r["state"] == "FAIL" and r["user"].get(FAIL_REASON) != SURPLUS_REASON]
     assert victim["number"] in [r["number"] for r in failed]
     # only the killed worker's open trials (a slots worker holds several) failed, each retried once
     assert all(owner_pid(r) == killed_pid for r in failed)
