@@ -1,4 +1,5 @@
-"""Run a tiny sweep file in a subprocess and read its SQLite study directly (for kill and signal tests)."""
+"""Run a tiny sweep file in a subprocess and read its SQLite study directly (for kill and signal
+tests), and the counted trials of a study several workers ran."""
 
 from __future__ import annotations
 
@@ -41,6 +42,18 @@ def main(argv=None):
 if __name__ == "__main__":
     raise SystemExit(main())
 '''
+
+
+def counted_trials(study) -> list:
+    """The trials a sweep counts (COMPLETE and PRUNED). Two workers racing for the last trial may
+    ask one too many: it is failed as surplus before any attribute is set, and never counted;
+    asserts that every other trial is such a surplus."""
+    from regsweep.lifecycle import FAIL_REASON, SURPLUS_REASON, finished_states
+
+    trials = study.get_trials(deepcopy=False)
+    counted = [t for t in trials if t.state in finished_states()]
+    assert all(t.user_attrs.get(FAIL_REASON) == SURPLUS_REASON for t in trials if t not in counted)
+    return counted
 
 
 def write_sweep(tmp_path: Path, epochs: int) -> Path:

@@ -87,7 +87,8 @@ def compiled_for(layer: StackedMLP, optimizer: SlotOptimizer, batch_size: int, y
                  x_spec, y_spec, tf.TensorSpec([2], "int32")]
     compiled_program = tf.function(program, input_signature=signature, jit_compile=jit_compile, autograph=False)
 
-    weight_axes = layer.width_axes()  # the same for every bucket of this key (they differ in width only)
+    # the same for every bucket of this key (they differ in width only)
+    weight_axes, hyper_axes = layer.width_axes(), layer.hyper_width_axes()
 
     def epoch(weights: Any, hyper: Any, state: Any, opt_hyper: Any, active: Any, x: Any, y: Any, seed: Any,
               widths: Any) -> Any:
@@ -107,7 +108,7 @@ def compiled_for(layer: StackedMLP, optimizer: SlotOptimizer, batch_size: int, y
 
         params = [cut(v, axes) for v, axes in zip(weights, weight_axes)]
         state_rows = {name: [cut(v, axes) for v, axes in zip(values, weight_axes)] for name, values in state.items()}
-        hyper_rows = {name: cut(v, (1,) if name == "width_mask" else ()) for name, v in hyper.items()}
+        hyper_rows = {name: cut(v, hyper_axes[name]) for name, v in hyper.items()}
         params, new_state, steps, loss, data_loss = compiled_program(
             params, hyper_rows, state_rows, {name: tf.gather(v, running) for name, v in opt_hyper.items()}, x, y, seed)
         for variable, rows, axes in zip(weights, params, weight_axes):

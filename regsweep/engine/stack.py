@@ -141,6 +141,10 @@ class StackedMLP(keras.layers.Layer):
             axes += [(2,) if i == 0 else (1, 2), (1,)]
         return [*axes, (1,), ()]
 
+    def hyper_width_axes(self) -> dict[str, tuple[int, ...]]:
+        """As :meth:`width_axes`, for each of :meth:`slot_hyper`."""
+        return {name: (1,) if name == "width_mask" else () for name in self.slot_hyper()}
+
     def slot_variables(self) -> list[Any]:
         """The variables a trial's values go into (see :meth:`slot_values`)."""
         return [*self.weight_list(), self.depth_mask, self.width_mask, self.l1, self.l2, self.rate]

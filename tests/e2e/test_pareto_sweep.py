@@ -9,12 +9,12 @@ import math
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sweep_process import counted_trials
 
 from regsweep import SearchSpace, load_best_model, resume_sweep, run_sweep
 from regsweep.cli import main
 from regsweep.data import make_rings
 from regsweep.errors import StudyMismatchError
-from regsweep.lifecycle import FAIL_REASON, SURPLUS_REASON
 from regsweep.pareto import best_trial, study_objectives, study_ranks
 from regsweep.report import leaderboard
 from regsweep.runner import SweepSettings, study_metadata
@@ -33,14 +33,6 @@ def _sweep(url, trials, space=SPACE, **kw):
                      progress=False, objectives=MO, **kw)
 
 
-def _finished(study):
-    """The counted trials. Two workers racing for the last trial may ask one too many: it is failed
-    as surplus before any attribute is set, and never counted."""
-    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert all(t.user_attrs[FAIL_REASON] == SURPLUS_REASON for t in study.trials if t not in finished)
-    return finished
-
-
 def _assert_values_match_attributes(study):
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         assert trial.values == [trial.user_attrs["val_loss"], trial.user_attrs["n_params"]]
@@ -55,7 +47,7 @@ def test_multi_objective_sweep_resumes_with_parallel_workers_to_exact_totals(tmp
     study = resume_sweep(study="mo", storage=url, trials=5, workers=2, threads_per_worker=1)
     study = load_study(url, "mo", heartbeat=False)
     counts = count_states(study)
-    finished = _finished(study)
+    finished = counted_trials(study)
     assert counts["finished"] == 5 and len(finished) == 5
     assert study_objectives(study) == MO and study.metric_names == list(MO)
     assert 0 in {t.user_attrs["worker"] for t in finished}  # the first 2 trials ran in this process
@@ -69,7 +61,7 @@ def test_multi_objective_sweep_in_slots_and_its_best_model(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'slots.db'}"
     dataset = make_rings(n=120, seed=0)
     study = _sweep(url, 4, slots=2, pruner="none")
-    assert {t.user_attrs["engine"] for t in _finished(study)} == {"slots"}
+    assert {t.user_attrs["engine"] for t in counted_trials(study)} == {"slots"}
     assert count_states(study)["COMPLETE"] == 4
     _assert_values_match_attributes(study)
     best = best_trial(study)
