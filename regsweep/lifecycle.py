@@ -160,13 +160,17 @@ def _orphan_reason(trial: optuna.trial.FrozenTrial) -> str | None:
 
 
 # -- claiming ----------------------------------------------------------------------------------------------
-def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1, held: int = 0) -> list[optuna.Trial]:
+def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1, held: int = 0,
+                 ramp_up: bool = False) -> list[optuna.Trial]:
     """Ask for up to ``k`` trials if the study is short of ``total``; never overshoot.
 
     Dead workers' trials are failed first (and queued for retry). A trial asked by two
     workers racing for the last slot is told FAIL with ``not_counted`` and dropped. With
     ``share`` workers, a worker holds at most its share of the unfinished trials, ``held``
-    (its open trials) included, so slots do not leave the other workers idle.
+    (its open trials) included, so slots do not leave the other workers idle. With ``ramp_up``
+    it also holds at most its share of one more than the finished trials, ``ceil((finished + 1)
+    / share)``: in a young study the open trials grow with the finished ones, so that fewer
+    trials start before the sampler and the pruner have seen any (the slots engine's rule).
     """
     from optuna.trial import TrialState
 
@@ -175,6 +179,8 @@ def claim_trials(study: optuna.Study, total: int, k: int = 1, *, share: int = 1,
     free = total - counts["finished"] - counts["RUNNING"]
     if share > 1:
         k = min(k, -(-(total - counts["finished"]) // share) - held)
+    if ramp_up:
+        k = min(k, -(-(counts["finished"] + 1) // share) - held)
     claimed = []
     for _ in range(max(0, min(k, free))):
         trial = study.ask()

@@ -130,7 +130,8 @@ class _SlotSweep:
 
     def __init__(self, study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int, slots: int,
                  seed: int, repeats: int, keep_top: int | None, share: int, stop: StopRequest,
-                 max_failures_in_a_row: int, trial_attrs: dict[str, Any], recycle_after: int | None) -> None:
+                 max_failures_in_a_row: int, trial_attrs: dict[str, Any], recycle_after: int | None,
+                 ramp_up: bool) -> None:
         from regsweep.engine import space_buckets
 
         self.study, self.space, self.dataset = study, space, dataset
@@ -141,6 +142,7 @@ class _SlotSweep:
         self.capacity = max(slots, len(self.member_data))
         self.total, self.slots, self.seed, self.keep_top, self.share = total, slots, seed, keep_top, share
         self.stop, self.max_failures, self.trial_attrs = stop, max_failures_in_a_row, trial_attrs
+        self.ramp_up = ramp_up
         self.buckets: list[Bucket] = space_buckets(space, dataset)  # depth-exact, smallest first
         self.trainers: dict[tuple[Bucket, int], SlotTrainer] = {}  # by bucket and fold (0 without folds)
         self.open: dict[int, _Open] = {}  # by trial number
@@ -195,7 +197,8 @@ class _SlotSweep:
         if self.exhausted or not self.claimable():
             self.exhausted = True
             return None
-        trials = claim_trials(self.study, self.total, 1, share=self.share, held=len(self.open))
+        trials = claim_trials(self.study, self.total, 1, share=self.share, held=len(self.open),
+                              ramp_up=self.ramp_up)
         if not trials:
             self.exhausted = True
             return None
@@ -396,7 +399,8 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
               slots: int = DEFAULT_SLOTS, seed: int = 0, repeats: int = 1, keep_top: int | None = 3, share: int = 1,
               stop: StopRequest | None = None, max_failures_in_a_row: int = 10,
               on_trial: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None,
-              trial_attrs: dict[str, Any] | None = None, recycle_after: int | None = None) -> int:
+              trial_attrs: dict[str, Any] | None = None, recycle_after: int | None = None,
+              ramp_up: bool = True) -> int:
     """Claim and train trials as refillable engine slots until ``study`` has ``total`` finished
     trials (or a stop), with at most ``slots`` trials open at once; returns the trials this call ran.
 
@@ -419,6 +423,9 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
         recycle_after: after this many trials trained alone through ``model.fit`` (options no
             bucket serves; Keras keeps about 7 MB per such model), claim no more and return when
             the open slots finish, so the worker process can be replaced. ``None``: never.
+        ramp_up: in a young study, open at most ``ceil((finished + 1) / share)`` trials (see
+            :func:`regsweep.lifecycle.claim_trials`): one trial at first, K once the study has
+            finished about ``K * share`` trials. ``False``: K from the first epoch.
 
     Raises:
         ValueError: ``repeats`` is not 1 on a dataset with folds, or below 1.
@@ -428,7 +435,7 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
     sweep = _SlotSweep(study, space, dataset, total=total, slots=slots, seed=seed, repeats=repeats, keep_top=keep_top,
                        share=share,
                        stop=stop if stop is not None else StopRequest(), max_failures_in_a_row=max_failures_in_a_row,
-                       trial_attrs=dict(trial_attrs or {}), recycle_after=recycle_after)
+                       trial_attrs=dict(trial_attrs or {}), recycle_after=recycle_after, ramp_up=ramp_up)
     with heartbeat(study, sweep.beating):
         try:
             epochs = 0

@@ -94,7 +94,7 @@ def test_stop_now_fails_and_retries_open_trials_and_resume_reaches_the_total(tin
             stop.request(now=True)
 
     with pytest.raises(TrialInterrupted):
-        run_slots(study, space, tiny_rings, total=6, slots=3, stop=stop, on_epoch=stop_after_two)
+        run_slots(study, space, tiny_rings, total=6, slots=3, stop=stop, on_epoch=stop_after_two, ramp_up=False)
     assert epochs == [1, 2]
     counts = count_states(study)
     assert counts["RUNNING"] == 0 and counts["FAIL"] == 3 and counts["WAITING"] == 3 and counts["finished"] == 0
@@ -115,7 +115,7 @@ def test_soft_stop_finishes_running_trials_and_claims_no_more(tiny_rings, tiny_s
 
     study = _study(sqlite_url, tiny_space, tiny_rings, "soft", total=8)
     stop = StopRequest()
-    ran = run_slots(study, tiny_space, tiny_rings, total=8, slots=3, stop=stop, on_trial=stop.request)
+    ran = run_slots(study, tiny_space, tiny_rings, total=8, slots=3, stop=stop, on_trial=stop.request, ramp_up=False)
     counts = count_states(study)
     assert counts["FAIL"] == 0 and counts["RUNNING"] == 0
     assert counts["finished"] == ran == len(study.trials) == 3  # the 3 first claimed, none after the stop
@@ -306,6 +306,39 @@ def test_a_worker_holds_at_most_its_share_of_the_unfinished_trials(tiny_rings, t
     assert len(claim_trials(study, 5, 1, share=2)) == 1  # the other worker's claims
     assert len(claim_trials(study, 5, 8, share=2, held=1)) == 1  # never beyond the total
     assert claim_trials(study, 5, 1, share=2) == []
+
+
+def test_claims_ramp_up_with_the_finished_trials(tiny_rings, tiny_space, sqlite_url):
+    """With ramp_up a worker holds at most ceil((finished + 1) / share) trials."""
+    from regsweep.lifecycle import claim_trials, tell_result
+
+    study = _study(sqlite_url, tiny_space, tiny_rings, "ramp", total=10)
+    first = claim_trials(study, 10, 4, ramp_up=True)
+    assert len(first) == 1 and claim_trials(study, 10, 4, held=1, ramp_up=True) == []
+    assert len(claim_trials(study, 10, 4, share=2, ramp_up=True)) == 1  # the other worker's first
+    tell_result(study, first[0], 1.0)
+    assert len(claim_trials(study, 10, 4, held=1, ramp_up=True)) == 1  # 1 finished: 2 open
+    assert claim_trials(study, 10, 4, share=2, held=1, ramp_up=True) == []  # ceil(2 / 2) = 1 each
+    assert len(claim_trials(study, 10, 4, held=2, ramp_up=False)) == 4  # without the ramp: k
+
+
+def test_a_young_study_opens_slots_as_its_trials_finish(tiny_rings, tiny_space, sqlite_url):
+    """run_slots on a fresh study: no trial starts while the open ones outnumber the finished ones
+    by more than one, and the worker still reaches its K open trials."""
+    from regsweep.slot_sweep import run_slots
+
+    study = _study(sqlite_url, tiny_space, tiny_rings, "young", total=12)
+    assert run_slots(study, tiny_space, tiny_rings, total=12, slots=3) == 12
+    trials = study.trials
+    most_open = 0
+    for trial in trials:
+        start = trial.datetime_start
+        finished = sum(t.datetime_complete <= start for t in trials)
+        open_then = sum(t.datetime_start <= start < t.datetime_complete for t in trials)  # itself included
+        assert open_then <= finished + 1, (trial.number, open_then, finished)
+        most_open = max(most_open, open_then)
+    assert trials[1].datetime_start >= trials[0].datetime_complete  # the first trial ran alone
+    assert most_open == 3
 
 
 def test_hyperband_prunes_slots_at_its_rungs(tiny_rings, sqlite_url):
