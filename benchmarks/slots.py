@@ -12,6 +12,9 @@ a fresh Python process timed from start to end:
 * regsweep with the Keras engine, 2 workers;
 * regsweep with the slots engine (K slots per worker), 1 and 2 workers.
 
+Run i of every kind uses seed i (the baseline's TPE seed, regsweep's sweep seed): a slots run
+with one worker is deterministic, so runs with one seed would repeat one sample.
+
 Printed as markdown: per run kind, the median over ``--runs`` of trials per minute, epochs per
 second, best validation loss and time to reach the baseline's best, and the ratios the one-engine
 issue asks for; then each regsweep run's worker RSS growth from its first to its last trial (no
@@ -70,11 +73,14 @@ def memory_run(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace, tmp: Path, index: int) -> dict[str, dict]:
     slots = f", slots={args.slots}"
+    seed = index  # run i of every kind uses seed i: the medians are over runs that differ
     kinds = {
-        "baseline n_jobs=1": lambda: run_baseline(args, 1),
-        "regsweep keras W=2": lambda: run_regsweep(args, 2, tmp / f"k{index}"),
-        f"regsweep slots K={args.slots} W=1": lambda: run_regsweep(args, 1, tmp / f"s1-{index}", extra=slots, engine="slots"),
-        f"regsweep slots K={args.slots} W=2": lambda: run_regsweep(args, 2, tmp / f"s2-{index}", extra=slots, engine="slots"),
+        "baseline n_jobs=1": lambda: run_baseline(args, 1, seed=seed),
+        "regsweep keras W=2": lambda: run_regsweep(args, 2, tmp / f"k{index}", seed=seed),
+        f"regsweep slots K={args.slots} W=1": lambda: run_regsweep(args, 1, tmp / f"s1-{index}", extra=slots,
+                                                                    engine="slots", seed=seed),
+        f"regsweep slots K={args.slots} W=2": lambda: run_regsweep(args, 2, tmp / f"s2-{index}", extra=slots,
+                                                                    engine="slots", seed=seed),
     }
     for folder in (f"k{index}", f"s1-{index}", f"s2-{index}"):
         (tmp / folder).mkdir()

@@ -71,7 +71,7 @@ BASELINE = textwrap.dedent('''
         trial.set_user_attr("t", time.time() - started)
         return min(history.history["val_xent"])
 
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed={seed}))
     study.optimize(objective, n_trials={trials}, n_jobs={n_jobs})
     print(json.dumps({{"trials": [[t.value, t.user_attrs["epochs"], t.user_attrs["t"]] for t in study.trials]}}))
 ''')
@@ -83,7 +83,8 @@ REGSWEEP = textwrap.dedent('''
     from regsweep.data import make_rings
     space = {space}
     study = run_sweep(space, make_rings(n={n}, seed=0), study="bench", storage="sqlite:///{db}", trials={trials},
-                      workers={workers}, pruner="{pruner}", progress=False, out="{out}", recycle_after={recycle}, engine="{engine}"{extra})
+                      workers={workers}, pruner="{pruner}", progress=False, out="{out}", recycle_after={recycle}, engine="{engine}",
+                      seed={seed}{extra})
     rows = []
     for t in study.trials:
         if t.state.name in ("COMPLETE", "PRUNED"):
@@ -129,23 +130,25 @@ def _python(code: str) -> tuple[dict, float]:
     return json.loads(result.stdout.strip().splitlines()[-1]), wall
 
 
-def run_baseline(args: argparse.Namespace, n_jobs: int) -> dict:
-    out, wall = _python(BASELINE.format(n=args.n, epochs=args.max_epochs, trials=args.trials, n_jobs=n_jobs))
+def run_baseline(args: argparse.Namespace, n_jobs: int, *, seed: int = 0) -> dict:
+    """The hand-written loop in a fresh process; ``seed``: its TPE sampler's."""
+    out, wall = _python(BASELINE.format(n=args.n, epochs=args.max_epochs, trials=args.trials, n_jobs=n_jobs, seed=seed))
     values = [row[0] for row in out["trials"]]
     return {"name": f"baseline n_jobs={n_jobs}", "wall": wall, "trials": len(values), "best": min(values),
             "epochs": sum(row[1] for row in out["trials"]), "finish_times": [(r[0], r[2]) for r in out["trials"]]}
 
 
 def run_regsweep(args: argparse.Namespace, workers: int, tmp: Path, *, pruner: str = "median", trials: int | None = None,
-                 epochs: int | None = None, extra: str = "", recycle: int = 1000, engine: str = "keras") -> dict:
+                 epochs: int | None = None, extra: str = "", recycle: int = 1000, engine: str = "keras",
+                 seed: int = 0) -> dict:
     """A regsweep sweep in a fresh process; ``engine`` is ``keras`` here (what this benchmark measures)
-    unless a caller such as ``benchmarks.slots`` asks for ``slots``."""
+    unless a caller such as ``benchmarks.slots`` asks for ``slots``; ``seed``: the sweep's seed."""
     trials = trials or args.trials
     db = tmp / f"w{workers}-{pruner}-{trials}.db"
     space = SPACE.format(epochs=epochs or args.max_epochs)
     out, wall = _python(REGSWEEP.format(space=space, n=args.n, db=db, trials=trials, workers=workers,
                                         pruner=pruner, out=tmp / "out", extra=extra, recycle=recycle,
-                                        engine=engine))
+                                        engine=engine, seed=seed))
     rows = out["trials"]
     return {"name": f"regsweep W={workers} pruner={pruner}", "wall": wall, "trials": len(rows),
             "best": min(r[0] for r in rows), "epochs": sum(r[1] for r in rows),
