@@ -115,3 +115,19 @@ def test_trial_curve_png_shows_the_drawn_curves(tmp_path):
 ])
 def test_pareto_front_keeps_lowest_loss_per_complexity(x, y, front):
     assert pareto_front(x, y) == front
+
+
+def test_a_reused_curve_figure_draws_each_trial_as_a_new_figure_would(tmp_path):
+    """plot_trial_curve redraws one figure per thread: nothing of an earlier trial (its longer curve,
+    its limits, its best epoch) may show in the next one, including after a trial with no finite loss."""
+    import matplotlib.image
+    import numpy as np
+
+    trials = [([2.0, 1.2, 0.8, 0.5, 0.4, 0.3], [2.5, 1.5, 1.0, 0.9, 0.95, 1.1]),
+              ([float("nan")], [float("nan")]),
+              ([0.5, 0.4, 0.35], [0.55, 0.45, 0.5])]
+    for number, (train, val) in enumerate(trials):
+        reused = plot_trial_curve("s", number, train, val, tmp_path / f"reused-{number}.png")
+        fresh = tmp_path / f"fresh-{number}.png"
+        trial_curve_figure("s", number, train, val).savefig(fresh, dpi=90)
+        assert np.array_equal(matplotlib.image.imread(reused), matplotlib.image.imread(fresh)), number
