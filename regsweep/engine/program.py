@@ -59,16 +59,10 @@ def compiled_for(layer: StackedMLP, optimizer: SlotOptimizer, batch_size: int, y
 
         def batch(i: Any, params: Any, state: Any, steps: Any, loss_sum: Any, data_sum: Any) -> tuple[Any, ...]:
             x_batch, y_batch = x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]
-            with tf.GradientTape() as tape:
-                tape.watch(params)
-                batch_seed = tf.random.experimental.stateless_fold_in(seed, i)
-                values = layer.per_sample(layer.forward(params, hyper, x_batch, training=True, seed=batch_seed),
-                                          y_batch)
-                rows = ops.cast(ops.shape(values)[1], "float32")
-                data_total = ops.sum(values, axis=1)
-                total = ops.add(ops.divide(data_total, rows), layer.penalty(params, hyper))
-                objective = ops.sum(total)  # slot k's weights appear only in total[k]
-            params, state, steps = optimizer.update(params, tape.gradient(objective, params), state, steps)
+            batch_seed = tf.random.experimental.stateless_fold_in(seed, i)
+            gradients, data_total, rows = layer.gradients(params, hyper, x_batch, y_batch, batch_seed)
+            total = ops.add(ops.divide(data_total, rows), layer.penalty(params, hyper))
+            params, state, steps = optimizer.update(params, gradients, state, steps)
             return i + 1, params, state, steps, loss_sum + total * rows, data_sum + data_total
 
         zeros = tf.zeros(tf.shape(steps["steps"]))

@@ -19,6 +19,8 @@ is its real-shape model's loss.
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -42,6 +44,25 @@ OUTPUT_ACTIVATIONS = {"binary": "sigmoid", "multiclass": "softmax", "regression"
 def _per_slot(values: Any, rank: int) -> Any:
     """A ``[K]`` vector shaped to broadcast against a ``[K, ...]`` tensor of ``rank`` dims."""
     return ops.reshape(values, (-1,) + (1,) * (rank - 1))
+
+
+def _dropped(values: Any, keep: Any, rate: Any) -> Any:
+    """Inverted dropout with the mask ``keep``: kept units scaled by ``1 / (1 - rate)``, the others 0
+    (also the gradient of the same: it is linear)."""
+    return ops.where(keep, ops.divide(values, 1.0 - rate), ops.zeros_like(values))
+
+
+@dataclass(frozen=True)
+class _HiddenLayer:
+    """What back-propagation needs of one hidden layer of a training batch (see :meth:`StackedMLP.gradients`)."""
+
+    inputs: Any  # its input, [B, in] for the first layer, else [S, B, W]
+    z: Any  # its pre-activation
+    tape: Any  # the tape that recorded its activation
+    activated: Any  # activation(z)
+    keep: Any  # the dropout mask, or None
+    through: Any  # per slot: the layer is within the trial's depth (None for the first layer)
+    rate: Any  # the per-slot dropout rate, or None
 
 
 class StackedMLP(keras.layers.Layer):
@@ -90,22 +111,85 @@ class StackedMLP(keras.layers.Layer):
         slots, or the rows of the running ones gathered by the trainer. Reads no variable, so one
         compiled function serves every bucket of a depth. ``seed``: the ``[2]`` seed of this
         batch's dropout masks (``training`` only; each layer folds in its index)."""
+        h, _ = self._hidden(params, hyper, x, training=training, seed=seed)
+        return self._output(params, h)
+
+    def _output(self, params: list[Any], h: Any) -> Any:
+        return ops.add(ops.matmul(h, params[-2]), ops.expand_dims(params[-1], 1))  # as Dense: x @ kernel + bias
+
+    def _hidden(self, params: list[Any], hyper: dict[str, Any], x: Any, *, training: bool, seed: Any,
+                record: bool = False) -> tuple[Any, list[_HiddenLayer]]:
+        """The last hidden layer's output ``[S, B, W]`` and, with ``record``, what
+        :meth:`gradients` needs of each layer to back-propagate through it."""
         width_mask = ops.expand_dims(hyper["width_mask"], 1)  # [S, 1, W]
-        depth_mask, h = hyper["depth_mask"], x
+        dropout = training and self.bucket.dropout
+        rate = _per_slot(hyper["rate"], 3) if dropout else None
+        layers, h = [], x
         for i in range(self.bucket.depth):
             kernel, bias = params[2 * i], params[2 * i + 1]
             z = ops.add(ops.matmul(h, kernel), ops.expand_dims(bias, 1))  # as Dense: x @ kernel + bias
-            a = ops.multiply(self.activation(z), width_mask)
-            if training and self.bucket.dropout:
-                rate = _per_slot(hyper["rate"], 3)
+            activation_tape = tf.GradientTape(watch_accessed_variables=False) if record else None
+            with activation_tape or contextlib.nullcontext():
+                if activation_tape is not None:
+                    activation_tape.watch(z)
+                activated = self.activation(z)
+            a = ops.multiply(activated, width_mask)
+            keep = through = None
+            if dropout:
                 layer_seed = tf.random.experimental.stateless_fold_in(seed, i)
                 keep = tf.random.stateless_uniform(ops.shape(a), seed=layer_seed) >= rate
-                a = ops.where(keep, ops.divide(a, 1.0 - rate), ops.zeros_like(a))
-            if i == 0:
-                h = a
-            else:  # past the trial's depth the layer passes its input through
-                h = ops.where(_per_slot(depth_mask[:, i], 3) > 0, a, h)
-        return ops.add(ops.matmul(h, params[-2]), ops.expand_dims(params[-1], 1))
+                a = _dropped(a, keep, rate)
+            if i > 0:  # past the trial's depth the layer passes its input through
+                through = _per_slot(hyper["depth_mask"][:, i], 3) > 0
+                a = ops.where(through, a, h)
+            if record:
+                layers.append(_HiddenLayer(h, z, activation_tape, activated, keep, through, rate))
+            h = a
+        return h, layers
+
+    def gradients(self, params: list[Any], hyper: dict[str, Any], x: Any, y: Any, seed: Any) -> tuple[Any, Any, Any]:
+        """One training batch of the S slots ``params`` (dropout on): the gradients of
+        ``sum_k(mean data loss_k + penalty_k)`` with respect to ``params``, the per-slot data loss
+        sums ``[S]`` and the batch's rows.
+
+        The output layer and the loss are differentiated by a ``GradientTape`` (Keras' own loss
+        functions); the hidden layers are back-propagated by hand, as TensorFlow derives them:
+        a dense layer's gradients are two matmuls and a sum, its activation's come from the
+        activation's own tape, the dropout and depth pass-through ``where`` route them, and the
+        penalties add ``l1 * sign(W)`` and ``l2 * 2W`` (the gradients of Keras' L1 and L2 terms).
+        A tape over the whole network builds about 1.5x the ops with the slot axis and width
+        dynamic (the broadcast bookkeeping of every per-slot op), so this step traces and runs
+        faster; ``tests/test_engine.py`` checks it against ``model.fit``.
+        """
+        h, layers = self._hidden(params, hyper, x, training=True, seed=seed, record=True)
+        with tf.GradientTape() as tape:
+            tape.watch([h, params[-2], params[-1]])
+            values = self.per_sample(self._output(params, h), y)
+            rows = ops.cast(ops.shape(values)[1], "float32")
+            data_total = ops.sum(values, axis=1)
+            objective = ops.sum(ops.divide(data_total, rows))  # slot k's weights appear only in its term
+        g_h, g_out_kernel, g_out_bias = tape.gradient(objective, [h, params[-2], params[-1]])
+        gradients: list[Any] = [None] * len(params)
+        gradients[-2], gradients[-1] = g_out_kernel, g_out_bias
+        width_mask = ops.expand_dims(hyper["width_mask"], 1)
+        for i in reversed(range(self.bucket.depth)):
+            layer, kernel = layers[i], params[2 * i]
+            g_a, g_through = g_h, None
+            if layer.through is not None:
+                zeros = ops.zeros_like(g_h)
+                g_a, g_through = ops.where(layer.through, g_h, zeros), ops.where(layer.through, zeros, g_h)
+            if layer.keep is not None:
+                g_a = _dropped(g_a, layer.keep, layer.rate)
+            g_z = layer.tape.gradient(layer.activated, layer.z, output_gradients=ops.multiply(g_a, width_mask))
+            penalty = ops.add(ops.multiply(_per_slot(hyper["l1"], 3), ops.sign(kernel)),
+                              ops.multiply(_per_slot(hyper["l2"], 3), ops.multiply(2.0, kernel)))
+            gradients[2 * i] = ops.add(tf.linalg.matmul(layer.inputs, g_z, transpose_a=True), penalty)
+            gradients[2 * i + 1] = ops.sum(g_z, axis=1)
+            if i > 0:
+                g_h = tf.linalg.matmul(g_z, kernel, transpose_b=True)
+                if g_through is not None:
+                    g_h = ops.add(g_h, g_through)
+        return gradients, data_total, rows
 
     def per_sample(self, logits: Any, y: Any, *, metric: bool = False) -> Any:
         """Per-slot, per-sample data loss (or metric) ``[S, B]`` of ``logits`` ``[S, B, units]``:
