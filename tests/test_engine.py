@@ -264,6 +264,18 @@ def test_rmsprop_with_clipnorm_per_slot(rings):
         _compare(config, rings, 100 + i, results[i], exported.get(i))
 
 
+@pytest.mark.parametrize("activation", ["tanh", "elu", "gelu", "sigmoid"])
+def test_the_hand_written_backward_pass_matches_model_fit_for_each_activation(rings, activation):
+    """StackedMLP.gradients back-propagates the hidden layers by hand: through every activation,
+    in a slot wider than the trial (masked units: sigmoid(0) is not 0) and deeper (a pass-through
+    layer), it trains as model.fit."""
+    configs = [dataclasses.replace(_config("l1_l2", 1e-3, depth=2, width=5, max_epochs=5), activation=activation),
+               dataclasses.replace(_config("l2", 1e-3, depth=1, width=8, max_epochs=5), activation=activation)]
+    _, results, exported, _ = _engine(rings, configs, slots=2, depth=2, width=8, activation=activation)
+    for i, config in enumerate(configs):
+        _compare(config, rings, 100 + i, results[i], exported.get(i))
+
+
 def test_sgd_regression(rings):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(150, 3)).astype("float32")
@@ -373,6 +385,39 @@ def _dropout_losses(rate_engine, rate_keras, draws=300):
 
 def _z_score(a, b):
     return abs(a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+
+
+def test_the_hand_written_gradients_equal_a_tapes_with_dropout():
+    """StackedMLP.gradients equals a GradientTape over the training forward pass and the penalty
+    with the same dropout masks (the same stateless seed): dropout rates, L1/L2 and trials
+    narrower and shallower than the bucket, after two epochs (biases no longer zero)."""
+    import tensorflow as tf
+
+    from regsweep.engine import Bucket, SlotTrainer
+
+    data = make_rings(n=150, seed=1)
+    trainer = SlotTrainer(Bucket(2, 3, 16, 1, "binary", dropout=True), data, slots=3, batch_size=32)
+    for slot, config in enumerate([_config("l1_l2", 1e-2, depth=3, width=16, dropout=0.3),
+                                   _config("l1", 1e-2, depth=1, width=5, dropout=0.5),
+                                   _config("l2", 1e-2, depth=2, width=9, dropout=0.1)]):
+        trainer.assign(slot, config, seed=slot)
+    trainer.train_epoch()
+    trainer.train_epoch()
+    layer = trainer.layer
+    params = [tf.convert_to_tensor(v.value) for v in layer.weight_list()]
+    hyper = {name: tf.convert_to_tensor(v.value) for name, v in layer.slot_hyper().items()}
+    x, y = tf.constant(data.x_train[:32]), tf.constant(data.y_train[:32])
+    seed = tf.constant([3, 4], "int32")
+    ours, data_total, rows = layer.gradients(params, hyper, x, y, seed)
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        values = layer.per_sample(layer.forward(params, hyper, x, training=True, seed=seed), y)
+        objective = keras.ops.sum(keras.ops.sum(values, axis=1) / rows + layer.penalty(params, hyper))
+    theirs = tape.gradient(objective, params)
+    np.testing.assert_allclose(data_total, keras.ops.sum(values, axis=1), rtol=0, atol=1e-6)
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert np.any(np.asarray(b)), f"weight {i}: a zero gradient tests nothing"
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6, err_msg=f"weight {i}")
 
 
 def test_dropout_matches_keras_statistically():

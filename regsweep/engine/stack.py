@@ -171,7 +171,6 @@ class StackedMLP(keras.layers.Layer):
         g_h, g_out_kernel, g_out_bias = tape.gradient(objective, [h, params[-2], params[-1]])
         gradients: list[Any] = [None] * len(params)
         gradients[-2], gradients[-1] = g_out_kernel, g_out_bias
-        width_mask = ops.expand_dims(hyper["width_mask"], 1)
         for i in reversed(range(self.bucket.depth)):
             layer, kernel = layers[i], params[2 * i]
             g_a, g_through = g_h, None
@@ -180,7 +179,9 @@ class StackedMLP(keras.layers.Layer):
                 g_a, g_through = ops.where(layer.through, g_h, zeros), ops.where(layer.through, zeros, g_h)
             if layer.keep is not None:
                 g_a = _dropped(g_a, layer.keep, layer.rate)
-            g_z = layer.tape.gradient(layer.activated, layer.z, output_gradients=ops.multiply(g_a, width_mask))
+            # A unit past the trial's width gets no gradient: the next layer's rows for it are zeros
+            # (the forward's width mask keeps them so, whatever activation(0) is).
+            g_z = layer.tape.gradient(layer.activated, layer.z, output_gradients=g_a)
             penalty = ops.add(ops.multiply(_per_slot(hyper["l1"], 3), ops.sign(kernel)),
                               ops.multiply(_per_slot(hyper["l2"], 3), ops.multiply(2.0, kernel)))
             gradients[2 * i] = ops.add(tf.linalg.matmul(layer.inputs, g_z, transpose_a=True), penalty)
