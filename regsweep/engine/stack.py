@@ -11,10 +11,12 @@ clipnorm live in non-trainable variables, so putting a new trial in a slot chang
 never retraces the compiled graph.
 
 Masked units are exactly zero and stay zero: their kernel columns, biases and the next layer's
-rows are written as zeros, the activation is multiplied by the width mask (so their gradient is
-zero), and a hidden layer past the trial's depth passes its input through (``where``), so its
-weights get no gradient either. The penalties of those zero weights are zero, so each slot's loss
-is its real-shape model's loss.
+rows are written as zeros, the activation is multiplied by the width mask (so they output zero
+whatever ``activation(0)`` is, and the next layer's zero rows give them no gradient), and a hidden
+layer past the trial's depth passes its input through (``where``), so its weights get no gradient
+either. The penalties of those zero weights are zero, so each slot's loss is its real-shape
+model's loss. A training step's gradients come from :meth:`StackedMLP.gradients`: a tape over the
+output layer and the loss, and the hidden layers back-propagated by hand.
 """
 
 from __future__ import annotations
