@@ -237,11 +237,17 @@ def _result(config: TrialConfig, model: keras.Model, history: dict[str, list[flo
     )
 
 
-def record_worker_rss(trial: optuna.trial.BaseTrial) -> None:
-    """Store this worker's resident memory (MB) on the trial, to watch growth across trials."""
+def worker_rss() -> dict[str, float]:
+    """This worker's resident memory (MB) as the user attribute ``worker_rss_mb``, to watch growth across trials."""
     import psutil
 
-    trial.set_user_attr("worker_rss_mb", round(psutil.Process().memory_info().rss / 2**20, 1))
+    return {"worker_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
+
+
+def record_worker_rss(trial: optuna.trial.BaseTrial) -> None:
+    """Store :func:`worker_rss` on the trial."""
+    for key, value in worker_rss().items():
+        trial.set_user_attr(key, value)
 
 
 def inference_loss(model: keras.Model, x: Any, y: Any, loss: str, *, batch_size: int = PREDICT_ROWS) -> float:
@@ -289,10 +295,12 @@ def finish_result(result: TrainResult, model: keras.Model, dataset: Dataset, *, 
     return result
 
 
-def record_result(trial: optuna.trial.BaseTrial, result: TrainResult) -> None:
-    """Store a result's attributes as the trial's user attributes."""
-    for key, value in result.attrs().items():
-        trial.set_user_attr(key, value)
+def record_result(trial: optuna.trial.BaseTrial, result: TrainResult, extra: dict[str, Any] | None = None) -> None:
+    """Store a result's attributes and ``extra`` as the trial's user attributes (one storage
+    transaction: :func:`regsweep.lifecycle.set_user_attrs`)."""
+    from regsweep.lifecycle import set_user_attrs
+
+    set_user_attrs(trial, {**(extra or {}), **result.attrs()})
 
 
 def free_keras_memory() -> None:

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regsweep.lifecycle import (
-    DropIfEnded, claim_trials, failures_in_a_row, heartbeat, tell_failure, tell_result, wait_for_trials_running_elsewhere,
+    DropIfEnded, claim_trials, failures_in_a_row, heartbeat, set_user_attrs, tell_failure, tell_result,
+    wait_for_trials_running_elsewhere,
 )
 from regsweep.settings import DEFAULT_SLOTS
 from regsweep.stopping import StopRequest, TrialInterrupted
@@ -213,8 +214,7 @@ class _SlotSweep:
             trial = self.claim()
             if trial is None:
                 return
-            for key, value in {**self.trial_attrs, ENGINE_ATTR: "slots"}.items():
-                trial.set_user_attr(key, value)
+            set_user_attrs(trial, {**self.trial_attrs, ENGINE_ATTR: "slots"})
             config = suggest(trial, self.space)
             trainers = [self.trainer_for(config, member) for member in range(members)]
             if any(trainer is None for trainer in trainers):
@@ -308,7 +308,7 @@ class _SlotSweep:
     def finished(self, trainer: SlotTrainer, result: SlotResult) -> None:
         """A member stopped: measure it now (its slot may be refilled before its trial ends); when
         it ends its trial (a NaN, a prune, or the last member), record, save and tell the trial."""
-        from regsweep.objective import mean_of_folds, mean_of_repeats, record_result, record_worker_rss, trial_value
+        from regsweep.objective import mean_of_folds, mean_of_repeats, record_result, trial_value, worker_rss
 
         number, member = result.request.tag
         entry = self.open.get(number)
@@ -327,13 +327,12 @@ class _SlotSweep:
         self.close(entry)
         trial, self.ran = entry.trial, self.ran + 1
         with DropIfEnded(trial):  # another process ended it: drop this trial, train the others
-            record_worker_rss(trial)
-            trial.set_user_attr("slot_stop", result.reason if len(self.member_data) == 1 else
-                                [entry.reasons.get(m, "stopped") for m in range(len(self.member_data))])
+            attrs = {**worker_rss(), "slot_stop": result.reason if len(self.member_data) == 1 else
+                     [entry.reasons.get(m, "stopped") for m in range(len(self.member_data))]}
             if result.reason == "nan":
                 reason = (f"NonFiniteLossError: non-finite loss at epoch {result.epochs}: "
                           f"loss={result.loss_curve[-1]}, val_data_loss={result.val_curve[-1]}")
-                trial.set_user_attr("fail_reason", reason)
+                set_user_attrs(trial, {**attrs, "fail_reason": reason})
                 _logger.warning("trial %d failed: %s", trial.number, reason)
                 tell_failure(self.study, trial, reason)
                 return
@@ -343,7 +342,7 @@ class _SlotSweep:
                 outcome = mean_of_folds(runs) if self.dataset.folds else mean_of_repeats(runs)
             else:  # pruned through member 0: its result alone, as objective.objective records a pruned trial
                 outcome = entry.results[member]
-            record_result(trial, outcome)
+            record_result(trial, outcome, extra=attrs)
             if self.keep_top is not None:
                 _save_artifacts(self.study, trial, outcome, outcome.network if complete else None, self.keep_top)
             if complete:

@@ -22,7 +22,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from regsweep.lifecycle import (
-    count_states, claim_trials, failures_in_a_row, running, tell_failure, tell_result, wait_for_trials_running_elsewhere,
+    count_states, claim_trials, failures_in_a_row, running, set_user_attrs, tell_failure, tell_result,
+    wait_for_trials_running_elsewhere,
 )
 from regsweep.runtime import main_script_hidden
 from regsweep.settings import WorkerJob
@@ -158,8 +159,7 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
                 continue
             break
         trial = trials[0]
-        trial.set_user_attr("tf_intra_op_threads", threads["intra_op"])
-        trial.set_user_attr("worker", job.index)
+        set_user_attrs(trial, {"tf_intra_op_threads": threads["intra_op"], "worker": job.index})
         run_one_trial(study, trial, job, space, dataset, stop)
         ran += 1
         if on_trial is not None:

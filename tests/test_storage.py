@@ -142,3 +142,61 @@ def test_a_retry_is_not_failed_twice(sqlite_url):
     assert fail_orphaned_trials(study) == []
     assert study._storage.get_trial(retried._trial_id).state == TrialState.RUNNING
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.RUNNING]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_rdb_url(request, sqlite_url):
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def _commits(storage) -> list[int]:
+    """A list that grows by one at every commit of ``storage``'s engine (a SQLAlchemy event)."""
+    from sqlalchemy import event
+
+    commits: list[int] = []
+    event.listen(storage._backend.engine, "commit", lambda connection: commits.append(1))
+    return commits
+
+
+def test_set_user_attrs_writes_a_trials_attributes_in_one_commit(any_rdb_url):
+    from regsweep.lifecycle import set_user_attrs
+    from regsweep.storage import make_storage
+
+    study = optuna.create_study(study_name="attrs", storage=make_storage(any_rdb_url, heartbeat=False))
+    trial = study.ask()
+    commits = _commits(study._storage)
+    attrs = {"val_loss": 0.25, "epochs": 7, "val_curve": [0.5, 0.25], "slot_stop": "patience", "note": None}
+    set_user_attrs(trial, attrs)
+    assert len(commits) == 1
+    assert trial.user_attrs == attrs  # as Trial.set_user_attr keeps them
+    set_user_attrs(trial, {"epochs": 8, "worker": 3})  # an update and a new key
+    assert len(commits) == 2
+    for key in attrs:  # what one set_user_attr per key costs
+        trial.set_user_attr(key, attrs[key])
+    assert len(commits) == 2 + len(attrs)
+    reread = load_study(any_rdb_url, "attrs", heartbeat=False).trials[0]
+    assert reread.user_attrs == {**attrs, "worker": 3}
+
+
+def test_set_user_attrs_writes_nothing_when_it_fails(sqlite_url):
+    from regsweep.lifecycle import set_user_attrs
+    from regsweep.storage import make_storage
+
+    study = optuna.create_study(study_name="attrs", storage=make_storage(sqlite_url, heartbeat=False))
+    trial = study.ask()
+    with pytest.raises(TypeError, match="JSON serializable"):
+        set_user_attrs(trial, {"first": 1, "second": object()})
+    study.tell(trial, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_user_attrs(trial, {"third": 3, "fourth": 4})
+    reread = load_study(sqlite_url, "attrs", heartbeat=False).trials[0]
+    assert reread.user_attrs == {}  # "first" went with the failed transaction
+
+
+def test_set_user_attrs_on_an_in_memory_study_sets_them_one_by_one():
+    from regsweep.lifecycle import set_user_attrs
+
+    study = optuna.create_study()
+    trial = study.ask()
+    set_user_attrs(trial, {"a": 1, "b": [2, 3]})
+    assert study.trials[0].user_attrs == {"a": 1, "b": [2, 3]}
