@@ -297,6 +297,52 @@ def set_user_attrs(trial: optuna.trial.BaseTrial, attrs: dict[str, Any]) -> None
     trial._cached_frozen_trial.user_attrs.update(attrs)  # as Trial.set_user_attr keeps trial.user_attrs
 
 
+class ReportBatch:
+    """Intermediate values of running trials, written to the storage in one transaction.
+
+    :meth:`add` is ``trial.report(value, step)`` without the write: the value is in
+    ``trial._get_latest_trial()`` at once, so the pruner can judge it. :meth:`write` stores every
+    added value in one transaction (one fsync on SQLite instead of one per trial, through
+    ``RDBStorage``'s own writer; one by one elsewhere) and returns the numbers of the trials another
+    process had ended (see :class:`DropIfEnded`): nothing is written for those.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[optuna.Trial, int, float]] = []
+
+    def add(self, trial: optuna.Trial, step: int, value: float) -> None:
+        value = float(value)
+        trial._cached_frozen_trial.intermediate_values[step] = value  # what Trial.report keeps
+        self.pending.append((trial, step, value))
+
+    def write(self) -> set[int]:
+        import optuna
+
+        pending, self.pending = self.pending, []
+        if not pending:
+            return set()
+        backend = pending[0][0].storage
+        backend = getattr(backend, "_backend", backend)  # _CachedStorage wraps the RDBStorage
+        write = getattr(backend, "_set_trial_intermediate_value_without_commit", None)
+        if isinstance(backend, optuna.storages.RDBStorage) and write is not None and len(pending) > 1:
+            from optuna.storages._rdb.storage import _create_scoped_session
+
+            try:
+                with _create_scoped_session(backend.scoped_session) as session:
+                    for trial, step, value in pending:
+                        write(session, trial._trial_id, step, value)
+                return set()
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # one of them was ended elsewhere (nothing was written): find which, one by one
+        ended: set[int] = set()
+        for trial, step, value in pending:
+            with DropIfEnded(trial) as race:
+                trial.storage.set_trial_intermediate_value(trial._trial_id, step, value)
+            if race.ended:
+                ended.add(trial.number)
+        return ended
+
+
 # -- telling the study ---------------------------------------------------------------------------------------
 def tell_result(study: optuna.Study, trial: optuna.Trial, values: float | Sequence[float] | None = None, *,
                 pruned: bool = False) -> bool:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regsweep.lifecycle import (
-    DropIfEnded, claim_trials, failures_in_a_row, heartbeat, set_user_attrs, tell_failure, tell_result,
+    DropIfEnded, ReportBatch, claim_trials, failures_in_a_row, heartbeat, set_user_attrs, tell_failure, tell_result,
     wait_for_trials_running_elsewhere,
 )
 from regsweep.settings import DEFAULT_SLOTS
@@ -147,6 +147,7 @@ class _SlotSweep:
         self.buckets: list[Bucket] = space_buckets(space, dataset)  # depth-exact, smallest first
         self.trainers: dict[tuple[Bucket, int], SlotTrainer] = {}  # by bucket and fold (0 without folds)
         self.open: dict[int, _Open] = {}  # by trial number
+        self.reports = ReportBatch()  # this epoch's reports to the pruner, written once all trainers stepped
         self.beating: list[int] = []  # trial ids the heartbeat thread beats for (updated in place)
         self.ran = 0
         self.ran_at_last_clear = 0  # self.ran when TensorFlow's kernel caches were last cleared
@@ -265,7 +266,8 @@ class _SlotSweep:
         """``on_epoch`` for ``trainer``: report each slot's epoch to its trial; true prunes it.
         ``peers``: the study's :class:`~regsweep.pareto.PeerPruner` (multi-objective) or ``None``;
         ``snapshot``: the study as read once this epoch, which Optuna's pruner judges against
-        (what ``trial.should_prune()`` does, without a read of the study per slot)."""
+        (what ``trial.should_prune()`` does, without a read of the study per slot). The reports
+        are written to the storage together after the epoch (:meth:`epoch`)."""
 
         def on_epoch(slot: int, epoch: int, logs: dict[str, float]) -> bool:
             state = trainer.states[slot]
@@ -279,11 +281,7 @@ class _SlotSweep:
                 if not entry.n_params:
                     entry.n_params = trainer.network(slot).count_params()
                 return peers.should_prune(entry.n_params, entry.curve)
-            with DropIfEnded(entry.trial) as race:
-                entry.trial.report(logs["val_data_loss"], step=epoch)
-            if race.ended:  # stop the slot; finished() drops the trial without a word to the study
-                entry.dropped = True
-                return True
+            self.reports.add(entry.trial, epoch, logs["val_data_loss"])
             assert snapshot is not None
             return self.study.pruner.prune(snapshot, entry.trial._get_latest_trial())
 
@@ -353,16 +351,23 @@ class _SlotSweep:
                 tell_result(self.study, trial, pruned=True)
 
     def epoch(self) -> None:
-        """One epoch of every trainer that holds a running trial; stopped trials are told at once."""
+        """One epoch of every trainer that holds a running trial; then the epoch's reports are
+        written in one transaction and the stopped trials told. A trial another process ended
+        (its report could not be written) is dropped and its slots stopped."""
         from regsweep.pareto import study_peer_pruner
 
         peers = study_peer_pruner(self.study)  # one read of the study per epoch
         snapshot = StudySnapshot(self.study) if peers is None else None
+        stopped = []
         for trainer in list(self.trainers.values()):
-            if not any(state is not None for state in trainer.states):
-                continue
-            for result in trainer.step(self.pruner(trainer, peers, snapshot)):
-                self.finished(trainer, result)
+            if any(state is not None for state in trainer.states):
+                stopped += [(trainer, result) for result in trainer.step(self.pruner(trainer, peers, snapshot))]
+        for number in self.reports.write():
+            self.open[number].dropped = True  # finished() drops it without a word to the study
+        for trainer, result in stopped:
+            self.finished(trainer, result)
+        for entry in [entry for entry in self.open.values() if entry.dropped]:
+            self.close(entry)
         if self.ran - self.ran_at_last_clear >= CLEAR_CACHES_EVERY:
             from regsweep.engine import clear_kernel_caches
 

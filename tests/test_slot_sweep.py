@@ -108,6 +108,45 @@ def test_stop_now_fails_and_retries_open_trials_and_resume_reaches_the_total(tin
     assert all(t.params in finished_params for t in failed)  # retried with the same parameters
 
 
+def test_a_trial_another_process_ends_is_dropped_while_the_other_slots_train_on(tiny_rings, sqlite_url, caplog):
+    """Three trials open; after their second epoch another process fails one of them and queues its
+    retry (as Optuna's stale-trial check does). The epoch's batch of reports cannot be written, so
+    each is written alone: the victim's fails, it is dropped without a word to the study and its
+    slot stopped, the other two keep their reports and finish, and the retry makes the exact total."""
+    import optuna
+
+    from regsweep.lifecycle import NOT_COUNTED
+    from regsweep.slot_sweep import run_slots
+    from regsweep.storage import count_states, make_storage
+
+    space = SearchSpace(depth=(1, 2), width=(2, 8), patience=(5, 5), max_epochs=5, batch_size=32)
+    study = _study(sqlite_url, space, tiny_rings, "race", total=4)
+    other = optuna.load_study(study_name="race", storage=make_storage(sqlite_url))
+    victims = []
+
+    def end_one_elsewhere(epoch: int) -> None:
+        if epoch == 2:
+            victim = min(t for t in other.trials if t.state.name == "RUNNING")
+            other._storage.set_trial_user_attr(victim._trial_id, NOT_COUNTED, True)
+            other._storage.set_trial_state_values(victim._trial_id, state=optuna.trial.TrialState.FAIL)
+            other._storage.get_heartbeat_stale_trial_callback()(other, other._storage.get_trial(victim._trial_id))
+            victims.append(victim.number)
+
+    with caplog.at_level("WARNING"):
+        assert run_slots(study, space, tiny_rings, total=4, slots=3, on_epoch=end_one_elsewhere, ramp_up=False) == 4
+    (victim,) = victims
+    assert f"trial {victim} was ended by another process" in caplog.text
+    counts = count_states(study)
+    assert (counts["COMPLETE"], counts["FAIL"], counts["RUNNING"], counts["WAITING"]) == (4, 1, 0, 0)
+    trials = {t.number: t for t in study.trials}
+    assert list(trials[victim].intermediate_values) == [0, 1] and "val_loss" not in trials[victim].user_attrs
+    others = [t for t in study.trials[:3] if t.number != victim]
+    assert all(list(t.intermediate_values) == [0, 1, 2, 3, 4] for t in others)
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim]
+    assert retry.state.name == "COMPLETE" and retry.params == trials[victim].params
+    assert retry.datetime_start < min(t.datetime_complete for t in others)  # the victim's slot was freed at once
+
+
 def test_soft_stop_finishes_running_trials_and_claims_no_more(tiny_rings, tiny_space, sqlite_url):
     from regsweep.slot_sweep import run_slots
     from regsweep.stopping import StopRequest

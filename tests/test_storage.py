@@ -200,3 +200,39 @@ def test_set_user_attrs_on_an_in_memory_study_sets_them_one_by_one():
     trial = study.ask()
     set_user_attrs(trial, {"a": 1, "b": [2, 3]})
     assert study.trials[0].user_attrs == {"a": 1, "b": [2, 3]}
+
+
+def test_a_report_batch_writes_every_trials_value_in_one_commit_and_the_pruner_sees_them_first(sqlite_url):
+    from regsweep.lifecycle import ReportBatch
+    from regsweep.storage import make_storage
+
+    study = optuna.create_study(study_name="reports", storage=make_storage(sqlite_url, heartbeat=False))
+    trials = [study.ask() for _ in range(3)]
+    commits = _commits(study._storage)
+    batch = ReportBatch()
+    for step in (0, 1):
+        for i, trial in enumerate(trials):
+            batch.add(trial, step, 1.0 / (i + step + 1))
+        assert trials[2]._get_latest_trial().intermediate_values[step] == 1.0 / (2 + step + 1)  # before the write
+        assert len(commits) == step  # nothing written yet
+        assert batch.write() == set()
+        assert len(commits) == step + 1
+    assert batch.write() == set() and len(commits) == 2  # nothing pending, no commit
+    reread = load_study(sqlite_url, "reports", heartbeat=False).trials
+    assert [t.intermediate_values for t in reread] == [{0: 1.0, 1: 0.5}, {0: 0.5, 1: 1 / 3}, {0: 1 / 3, 1: 0.25}]
+
+
+def test_a_report_batch_drops_the_trials_another_process_ended_and_writes_the_others(sqlite_url):
+    from regsweep.lifecycle import ReportBatch
+    from regsweep.storage import make_storage
+
+    study = optuna.create_study(study_name="reports", storage=make_storage(sqlite_url, heartbeat=False))
+    trials = [study.ask() for _ in range(3)]
+    other = make_storage(sqlite_url, heartbeat=False)  # another process takes trial 1 for dead
+    other.set_trial_state_values(trials[1]._trial_id, state=optuna.trial.TrialState.FAIL)
+    batch = ReportBatch()
+    for trial in trials:
+        batch.add(trial, 0, 0.5)
+    assert batch.write() == {trials[1].number}
+    reread = load_study(sqlite_url, "reports", heartbeat=False).trials
+    assert [t.intermediate_values for t in reread] == [{0: 0.5}, {}, {0: 0.5}]
