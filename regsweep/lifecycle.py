@@ -267,9 +267,11 @@ def running(study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[Non
 
 
 # -- recording -------------------------------------------------------------------------------------------------
-def set_user_attrs(trial: optuna.trial.BaseTrial, attrs: dict[str, Any]) -> None:
-    """Set ``attrs`` as ``trial``'s user attributes: what ``trial.set_user_attr`` does per key, in
-    one storage transaction when ``trial`` is a running ``optuna.Trial`` on an RDB storage.
+def set_user_attrs(trial: optuna.trial.BaseTrial, attrs: dict[str, Any], *,
+                   system_attrs: dict[str, Any] | None = None) -> None:
+    """Set ``attrs`` as ``trial``'s user attributes (and ``system_attrs`` as its system attributes):
+    what ``trial.set_user_attr`` does per key, in one storage transaction when ``trial`` is a
+    running ``optuna.Trial`` on an RDB storage.
 
     Optuna commits every attribute on its own, and on SQLite each commit waits for its fsync
     (about 1.2 ms on the benchmark machine's disk, plus the write lock other workers wait for);
@@ -280,18 +282,23 @@ def set_user_attrs(trial: optuna.trial.BaseTrial, attrs: dict[str, Any]) -> None
     """
     import optuna
 
+    system_attrs = system_attrs or {}
     backend = getattr(trial, "storage", None)
     backend = getattr(backend, "_backend", backend)  # _CachedStorage wraps the RDBStorage
     write = getattr(backend, "_set_trial_attr_without_commit", None)
     if not isinstance(trial, optuna.Trial) or not isinstance(backend, optuna.storages.RDBStorage) \
-            or write is None or len(attrs) < 2:
+            or write is None or len(attrs) + len(system_attrs) < 2:
+        for key, value in system_attrs.items():
+            trial.storage.set_trial_system_attr(trial._trial_id, key, value)  # type: ignore[attr-defined]
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
-    from optuna.storages._rdb.models import TrialUserAttributeModel
+    from optuna.storages._rdb.models import TrialSystemAttributeModel, TrialUserAttributeModel
     from optuna.storages._rdb.storage import _create_scoped_session
 
     with _create_scoped_session(backend.scoped_session) as session:
+        for key, value in system_attrs.items():
+            write(session, TrialSystemAttributeModel, trial._trial_id, key, value)
         for key, value in attrs.items():
             write(session, TrialUserAttributeModel, trial._trial_id, key, value)
     trial._cached_frozen_trial.user_attrs.update(attrs)  # as Trial.set_user_attr keeps trial.user_attrs

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from regsweep.artifacts import wait_for_curves
 from regsweep.lifecycle import (
     DropIfEnded, ReportBatch, claim_trials, failures_in_a_row, heartbeat, set_user_attrs, tell_failure, tell_result,
     wait_for_trials_running_elsewhere,
@@ -465,6 +466,8 @@ def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, tota
             _logger.warning("slots of trials %s failed: %s", sorted(sweep.open), exc)
             sweep.fail_open(f"{type(exc).__name__}: {exc}", retry=False)
             raise
+        finally:
+            wait_for_curves()  # the learning curves drawn off the training loop are in the store
     return sweep.ran
 
 

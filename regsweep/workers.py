@@ -21,6 +21,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from regsweep.artifacts import wait_for_curves
 from regsweep.lifecycle import (
     count_states, claim_trials, failures_in_a_row, running, set_user_attrs, tell_failure, tell_result,
     wait_for_trials_running_elsewhere,
@@ -150,20 +151,23 @@ def worker_loop(job: WorkerJob, stop: StopRequest | None = None, on_trial: Any =
         stop.check_now()
         return ran
     ran = 0
-    while ran < settings.recycle_after and not stop.stopping:
-        if failures_in_a_row(study) >= settings.max_failures_in_a_row:
-            break
-        trials = claim_trials(study, job.total, share=settings.workers)
-        if not trials:
-            if wait_for_trials_running_elsewhere(study, job.total, stop):
-                continue
-            break
-        trial = trials[0]
-        set_user_attrs(trial, {"tf_intra_op_threads": threads["intra_op"], "worker": job.index})
-        run_one_trial(study, trial, job, space, dataset, stop)
-        ran += 1
-        if on_trial is not None:
-            on_trial()
+    try:
+        while ran < settings.recycle_after and not stop.stopping:
+            if failures_in_a_row(study) >= settings.max_failures_in_a_row:
+                break
+            trials = claim_trials(study, job.total, share=settings.workers)
+            if not trials:
+                if wait_for_trials_running_elsewhere(study, job.total, stop):
+                    continue
+                break
+            trial = trials[0]
+            set_user_attrs(trial, {"tf_intra_op_threads": threads["intra_op"], "worker": job.index})
+            run_one_trial(study, trial, job, space, dataset, stop)
+            ran += 1
+            if on_trial is not None:
+                on_trial()
+    finally:
+        wait_for_curves()  # the learning curves drawn off the training loop are in the store
     stop.check_now()
     return ran
 

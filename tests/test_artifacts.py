@@ -166,3 +166,44 @@ def test_artifacts_folder_is_recorded_in_the_study_and_used_by_every_reader(tmp_
     blocker.write_text("x")
     with pytest.raises(StorageError, match="^artifacts:"):
         SweepSettings(study="art", artifacts=str(blocker / "store"))
+
+
+def test_a_curve_is_recorded_while_its_trial_runs_and_drawn_off_the_training_loop(sqlite_url):
+    """save_learning_curve writes the artifact's metadata and the trial's curve_artifact in one
+    commit and returns; the curve thread puts the PNG in the store (wait_for_curves waits for it)."""
+    from optuna.artifacts import get_all_artifact_meta
+    from sqlalchemy import event
+
+    from regsweep.artifacts import artifact_store, save_learning_curve, wait_for_curves
+    from regsweep.storage import make_storage
+
+    study = optuna.create_study(study_name="curves", storage=make_storage(sqlite_url, heartbeat=False))
+    trial, store = study.ask(), artifact_store(study)
+    commits = []
+    event.listen(study._storage._backend.engine, "commit", lambda connection: commits.append(1))
+    artifact_id = save_learning_curve(study, trial, [0.9, 0.7, 0.6], [1.0, 0.8, 0.85], store=store)
+    assert len(commits) == 1
+    (meta,) = get_all_artifact_meta(study.trials[0], storage=study._storage)
+    assert (meta.artifact_id, meta.filename, meta.mimetype) == (artifact_id, "trial-0000-curve.png", "image/png")
+    assert study.trials[0].user_attrs[CURVE_ATTR] == artifact_id
+    wait_for_curves()
+    assert (artifact_dir(study) / artifact_id).read_bytes()[:4] == b"\x89PNG"
+    study.tell(trial, 0.8)
+
+
+def test_a_curve_that_cannot_be_written_is_a_warning_not_a_failure(sqlite_url, caplog):
+    import shutil
+
+    from regsweep.artifacts import artifact_store, save_learning_curve, wait_for_curves
+    from regsweep.storage import make_storage
+
+    study = optuna.create_study(study_name="curves", storage=make_storage(sqlite_url, heartbeat=False))
+    trial = study.ask()
+    store = artifact_store(study)
+    shutil.rmtree(artifact_dir(study))  # the folder is gone when the curve thread writes
+    with caplog.at_level("WARNING"):
+        save_learning_curve(study, trial, [0.9, 0.7], [1.0, 0.8], store=store)
+        wait_for_curves()
+    assert "trial 0: could not draw its learning curve" in caplog.text
+    study.tell(trial, 0.8)
+    assert study.trials[0].state.name == "COMPLETE"

@@ -50,12 +50,13 @@ print(json.dumps({"state": trial.state.name, "epochs": trial.user_attrs.get("epo
 CURVE = """
 import json, sys
 import optuna
-from regsweep.artifacts import CURVE_ATTR, artifact_dir, save_learning_curve
+from regsweep.artifacts import CURVE_ATTR, artifact_dir, save_learning_curve, wait_for_curves
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 study = optuna.create_study(storage=sys.argv[1], study_name="curve")
 trial = study.ask()
 artifact_id = save_learning_curve(study, trial, [0.9, 0.7, 0.6], [1.0, 0.8, 0.85])
+wait_for_curves()
 png = (artifact_dir(study) / artifact_id).read_bytes()[:4]
 print(json.dumps({"recorded": study.trials[0].user_attrs.get(CURVE_ATTR) == artifact_id, "png": png == b"\\x89PNG",
                   "loaded": sorted(m for m in REPORTING if m in sys.modules)}))
