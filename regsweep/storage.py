@@ -8,9 +8,11 @@ belongs to :mod:`regsweep.lifecycle`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,12 +220,16 @@ def make_storage(url: str, *, heartbeat: bool = True, heartbeat_interval: int = 
 
 
 def _begin_immediate(engine: Any) -> None:
-    """Make every transaction on a SQLite engine ``BEGIN IMMEDIATE``.
+    """Make every transaction on a SQLite engine ``BEGIN IMMEDIATE``, except those of the
+    storage's read-only calls (:func:`_sqlite_storage_class`), which begin ``DEFERRED``.
 
     pysqlite begins transactions lazily (DEFERRED): when two processes both read and then
     write in one transaction, as Optuna's attribute setters do, SQLite refuses one of them at
     once with "database is locked" instead of waiting out the busy timeout. Taking the write
     lock at BEGIN makes the second one wait (SQLAlchemy's documented recipe for pysqlite).
+    A transaction that never writes cannot be caught that way, and taking the write lock for it
+    made every read of the study wait for the other workers' writes and their fsyncs: with two
+    workers, each spent about 9 s of a 58 s benchmark sweep waiting at BEGIN.
     """
     from sqlalchemy import event
 
@@ -233,9 +239,42 @@ def _begin_immediate(engine: Any) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if getattr(_reading, "only", False) else "BEGIN IMMEDIATE")
 
     engine.dispose()  # connections opened before the listeners existed would still begin lazily
+
+
+# RDBStorage's calls that only read (Optuna >=4.9,<6); on SQLite their transactions begin DEFERRED.
+_READ_ONLY_CALLS = (
+    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+    "get_study_system_attrs", "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "get_trial_param",
+    "get_trial_id_from_study_id_trial_number", "get_trial", "_get_trials", "_get_best_trial_id",
+)
+_reading = threading.local()  # .only: this thread is inside a read-only call
+_sqlite_storage: list[type] = []
+
+
+def _sqlite_storage_class() -> type:
+    """``RDBStorage`` whose read-only calls (:data:`_READ_ONLY_CALLS`) mark this thread while they
+    run, so that :func:`_begin_immediate` begins their transactions ``DEFERRED``."""
+    import optuna
+
+    if not _sqlite_storage:
+        def read_only(call: Any) -> Any:
+            @functools.wraps(call)
+            def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+                outer = getattr(_reading, "only", False)
+                _reading.only = True
+                try:
+                    return call(self, *args, **kwargs)
+                finally:
+                    _reading.only = outer
+            return wrapped
+
+        base = optuna.storages.RDBStorage
+        calls = {name: read_only(getattr(base, name)) for name in _READ_ONLY_CALLS if hasattr(base, name)}
+        _sqlite_storage.append(type("SQLiteStorage", (base,), {**calls, "__doc__": _sqlite_storage_class.__doc__}))
+    return _sqlite_storage[0]
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
@@ -243,9 +282,10 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]
     (PostgreSQL then reports a duplicate key or an existing relation to the loser of the race)."""
     import optuna
 
+    storage_class = _sqlite_storage_class() if url.startswith("sqlite") else optuna.storages.RDBStorage
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            return storage_class(url, engine_kwargs=engine_kwargs, **kwargs)
         except Exception as exc:
             if attempt == 4 or not _TABLE_RACE.search(str(exc)):
                 raise

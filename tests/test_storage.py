@@ -236,3 +236,24 @@ def test_a_report_batch_drops_the_trials_another_process_ended_and_writes_the_ot
     assert batch.write() == {trials[1].number}
     reread = load_study(sqlite_url, "reports", heartbeat=False).trials
     assert [t.intermediate_values for t in reread] == [{0: 0.5}, {}, {0: 0.5}]
+
+
+def test_reading_a_sqlite_study_does_not_wait_for_another_processs_write_lock(sqlite_url):
+    """Reads begin DEFERRED: while another connection holds the write lock (its transaction open),
+    a worker still reads the committed study, where BEGIN IMMEDIATE waited out the busy timeout."""
+    import sqlite3
+
+    from regsweep.storage import make_storage, sqlite_path
+
+    study = optuna.create_study(study_name="locked", storage=make_storage(sqlite_url, heartbeat=False))
+    study.add_trial(optuna.create_trial(value=1.0))
+    other = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE trial_values SET value = 2.0")  # not committed
+    try:
+        reader = load_study(sqlite_url, "locked", heartbeat=False)
+        assert [t.value for t in reader.get_trials(deepcopy=False)] == [1.0]
+        assert reader.user_attrs == {} and reader.best_value == 1.0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
