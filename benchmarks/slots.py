@@ -10,7 +10,8 @@ a fresh Python process timed from start to end:
 * the baseline: Optuna TPE + Keras ``model.fit`` + ``EarlyStopping`` on the validation data loss,
   ``n_jobs=1``;
 * regsweep with the Keras engine, 2 workers;
-* regsweep with the slots engine (K slots per worker), 1 and 2 workers.
+* regsweep with the slots engine, 1 and 2 workers, K slots per worker (regsweep's default unless
+  ``--slots``: 4 for one worker, 2 each for two).
 
 Run i of every kind uses seed i (the baseline's TPE seed, regsweep's sweep seed): a slots run
 with one worker is deterministic, so runs with one seed would repeat one sample.
@@ -52,14 +53,21 @@ def rss_by_trial(run: dict) -> list[float]:
     return [row[3] for row in sorted(run["rows"], key=lambda r: r[2]) if row[3] is not None]
 
 
+def slots_per_worker(args: argparse.Namespace, workers: int) -> int:
+    """``--slots``, else regsweep's default for ``workers`` workers (4 for one, 2 each for two)."""
+    from regsweep.settings import default_slots
+
+    return args.slots or default_slots(workers)
+
+
 def memory_run(args: argparse.Namespace) -> int:
     """One slots worker over ``args.memory`` trials: RSS by trial and its growth (see the module doc)."""
-    slots = f", slots={args.slots}"
+    k = slots_per_worker(args, 1)
     with tempfile.TemporaryDirectory() as tmp_name:
-        run = run_regsweep(args, 1, Path(tmp_name), trials=args.memory, extra=slots, engine="slots")
+        run = run_regsweep(args, 1, Path(tmp_name), trials=args.memory, extra=f", slots={k}", engine="slots")
     rss = rss_by_trial(run)
     step = max(1, len(rss) // 10)
-    print(f"\nrings n={args.n}, slots K={args.slots} W=1, {len(rss)} trials, max {args.max_epochs} epochs, "
+    print(f"\nrings n={args.n}, slots K={k} W=1, {len(rss)} trials, max {args.max_epochs} epochs, "
           f"no recycling, {run['wall']:.0f} s\n")
     print("| after trial | worker RSS (MB) |")
     print("|---|---|")
@@ -72,15 +80,15 @@ def memory_run(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace, tmp: Path, index: int) -> dict[str, dict]:
-    slots = f", slots={args.slots}"
+    k1, k2 = slots_per_worker(args, 1), slots_per_worker(args, 2)
     seed = index  # run i of every kind uses seed i: the medians are over runs that differ
     kinds = {
         "baseline n_jobs=1": lambda: run_baseline(args, 1, seed=seed),
         "regsweep keras W=2": lambda: run_regsweep(args, 2, tmp / f"k{index}", seed=seed),
-        f"regsweep slots K={args.slots} W=1": lambda: run_regsweep(args, 1, tmp / f"s1-{index}", extra=slots,
-                                                                    engine="slots", seed=seed),
-        f"regsweep slots K={args.slots} W=2": lambda: run_regsweep(args, 2, tmp / f"s2-{index}", extra=slots,
-                                                                    engine="slots", seed=seed),
+        f"regsweep slots K={k1} W=1": lambda: run_regsweep(args, 1, tmp / f"s1-{index}", extra=f", slots={k1}",
+                                                           engine="slots", seed=seed),
+        f"regsweep slots K={k2} W=2": lambda: run_regsweep(args, 2, tmp / f"s2-{index}", extra=f", slots={k2}",
+                                                           engine="slots", seed=seed),
     }
     for folder in (f"k{index}", f"s1-{index}", f"s2-{index}"):
         (tmp / folder).mkdir()
@@ -97,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--n", type=int, default=1000, help="rings samples")
-    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--slots", type=int, default=None,
+                        help="slots per worker (default: regsweep's, 4 for one worker and 2 each for two)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each kind; the table shows medians")
     parser.add_argument("--memory", type=int, default=0, metavar="N",
                         help="only the memory run: one slots worker over N trials (e.g. 500)")

@@ -6,7 +6,7 @@ first, 10th and last trial's finish, the wall time, the epochs trained and the b
 time before the first finish (process start, imports, traces) and after the last (plots,
 leaderboard) is paid once whatever the number of workers.
 
-    python -m benchmarks.timeline --workers 2 --slots 4
+    python -m benchmarks.timeline --workers 2             # regsweep's default slots: 2 per worker
     python -m benchmarks.timeline --workers 1 --slots 4
 """
 
@@ -22,11 +22,16 @@ from benchmarks.speed import run_regsweep
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--slots", type=int, default=None,
+                        help="slots per worker (default: regsweep's, 4 for one worker and 2 each for two)")
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--n", type=int, default=1000, help="rings samples")
     args = parser.parse_args(argv)
+    if args.slots is None:
+        from regsweep.settings import default_slots
+
+        args.slots = default_slots(args.workers)
     with tempfile.TemporaryDirectory() as tmp:
         run = run_regsweep(args, args.workers, Path(tmp), extra=f", slots={args.slots}", engine="slots")
     times = sorted(t for _, t in run["finish_times"])

@@ -83,7 +83,7 @@ def sweep_settings(args: argparse.Namespace) -> SweepSettings:
 
 
 def _add_engine_args(parser: argparse.ArgumentParser, *, recorded: bool = False) -> None:
-    from regsweep.settings import DEFAULT_SLOTS
+    from regsweep.settings import DEFAULT_OPEN_TRIALS
 
     default = "the study's recorded one" if recorded else "slots"
     parser.add_argument("--engine", default=None, choices=("keras", "slots"),
@@ -93,7 +93,8 @@ def _add_engine_args(parser: argparse.ArgumentParser, *, recorded: bool = False)
                              f"(default: {default})")
     parser.add_argument("--slots", type=positive_int, default=None, metavar="K",
                         help=f"trials a worker trains at once on the slots engine (not with --engine keras), 1-256 "
-                             f"(default: {'the recorded one, else ' if recorded else ''}{DEFAULT_SLOTS})")
+                             f"(default: {'the recorded one, else ' if recorded else ''}{DEFAULT_OPEN_TRIALS} "
+                             f"divided by --workers, at least 1)")
 
 
 def _add_backend_args(parser: argparse.ArgumentParser) -> None:

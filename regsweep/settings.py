@@ -31,7 +31,16 @@ BACKENDS = ("local", "dask")
 ENGINES = ("keras", "slots")
 MAX_SLOTS = 256
 LEGACY_ENGINE = "keras"  # the engine of a study recorded before the engine was recorded
-DEFAULT_SLOTS = 4  # open trials per worker on the slots engine when ``slots`` is not given (as benchmarks.slots measures)
+# Trials open at once on the slots engine when ``slots`` is not given: one worker keeps 4, W
+# workers 4 // W each (at least 1). 4 per worker with two workers (8 open) gave worse bests than
+# 2 each at the same speed (README, "The stacked-slot engine").
+DEFAULT_OPEN_TRIALS = 4
+
+
+def default_slots(workers: int) -> int:
+    """The slots of each of ``workers`` workers when ``slots`` is not given (see :data:`DEFAULT_OPEN_TRIALS`)."""
+    return max(1, DEFAULT_OPEN_TRIALS // max(1, workers))
+
 # The settings a study records (field -> key in the study's ``regsweep`` attribute).
 RECORDED = {"trials": "total", "seed": "seed", "pruner": "pruner", "sampler": "sampler", "repeats": "repeats",
             "keep_top": "keep_top", "objectives": "objectives", "artifacts": "artifacts", "engine": "engine",
@@ -89,8 +98,8 @@ class SweepSettings:
             (``recycle_after`` applies). A study recorded before the engine was recorded resumes on
             ``keras``, the engine it ran on.
         slots: with ``engine="slots"`` only, the slots a worker trains at once, one per trial (one per
-            repeat or fold with ``repeats`` or folds; ``None``:
-            :data:`DEFAULT_SLOTS`, 4; see :attr:`open_slots`).
+            repeat or fold with ``repeats`` or folds; ``None``: 4 with one worker, else
+            4 // ``workers`` (at least 1), :func:`default_slots`; see :attr:`open_slots`).
         artifacts: folder of the study's artifact store (learning curves, kept models), shared by
             every worker, e.g. on a network file system when workers run on many hosts. Default
             ``None``: ``<study_dir>/artifacts`` next to the study. Recorded in the study (as an
@@ -161,8 +170,9 @@ class SweepSettings:
 
     @property
     def open_slots(self) -> int:
-        """The trials a worker keeps open at once on the slots engine (``slots`` or its default)."""
-        return self.slots if self.slots is not None else DEFAULT_SLOTS
+        """The trials a worker keeps open at once on the slots engine (``slots`` or its default,
+        :func:`default_slots` of ``workers``)."""
+        return self.slots if self.slots is not None else default_slots(self.workers)
 
     @property
     def storage_url(self) -> str:

@@ -47,7 +47,7 @@ from regsweep.lifecycle import (
     DropIfEnded, ReportBatch, claim_trials, failures_in_a_row, heartbeat, set_user_attrs, tell_failure, tell_result,
     wait_for_trials_running_elsewhere,
 )
-from regsweep.settings import DEFAULT_SLOTS
+from regsweep.settings import DEFAULT_OPEN_TRIALS
 from regsweep.stopping import StopRequest, TrialInterrupted
 
 if TYPE_CHECKING:
@@ -401,7 +401,7 @@ def _save_artifacts(study: optuna.Study, trial: optuna.Trial, result: TrainResul
 
 
 def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int,
-              slots: int = DEFAULT_SLOTS, seed: int = 0, repeats: int = 1, keep_top: int | None = 3, share: int = 1,
+              slots: int = DEFAULT_OPEN_TRIALS, seed: int = 0, repeats: int = 1, keep_top: int | None = 3, share: int = 1,
               stop: StopRequest | None = None, max_failures_in_a_row: int = 10,
               on_trial: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None,
               trial_attrs: dict[str, Any] | None = None, recycle_after: int | None = None,

@@ -60,6 +60,17 @@ def test_the_engine_is_recorded_and_a_keras_override_drops_the_recorded_slots():
     assert SweepSettings.from_record({"total": 4}).engine == "keras"  # records from before the engine was kept
 
 
+def test_default_slots_share_four_open_trials_among_the_workers():
+    """Without ``slots``, one worker keeps 4 trials open and W workers 4 // W each (at least 1);
+    a given ``slots`` is per worker whatever the workers, and a resumed study that recorded none
+    follows the workers it resumes with."""
+    assert [SweepSettings(workers=w).open_slots for w in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
+    assert SweepSettings(workers=2, slots=4).open_slots == 4
+    record = SweepSettings(engine="slots", workers=1, trials=5).record()
+    assert record["slots"] is None
+    assert SweepSettings.from_record(record, workers=2).open_slots == 2
+
+
 def test_an_unknown_or_bad_field_is_refused_by_name():
     with pytest.raises(SettingsError, match=r"^trails: not a sweep setting; allowed: study, storage, trials"):
         SweepSettings.from_dict({"trails": 5})
