@@ -401,8 +401,8 @@ def _save_artifacts(study: optuna.Study, trial: optuna.Trial, result: TrainResul
 
 
 def run_slots(study: optuna.Study, space: SearchSpace, dataset: Dataset, *, total: int,
-              slots: int = DEFAULT_OPEN_TRIALS, seed: int = 0, repeats: int = 1, keep_top: int | None = 3, share: int = 1,
-              stop: StopRequest | None = None, max_failures_in_a_row: int = 10,
+              slots: int = DEFAULT_OPEN_TRIALS, seed: int = 0, repeats: int = 1, keep_top: int | None = 3,
+              share: int = 1, stop: StopRequest | None = None, max_failures_in_a_row: int = 10,
               on_trial: Callable[[], None] | None = None, on_epoch: Callable[[int], None] | None = None,
               trial_attrs: dict[str, Any] | None = None, recycle_after: int | None = None,
               ramp_up: bool = True) -> int:
