@@ -57,8 +57,8 @@ class SweepProgress:
         elif done != self.last_line:
             elapsed = time.monotonic() - self.started
             new = done - self.start_count
-            eta = elapsed / new * (self.total - done) if new > 0 else float("nan")
-            _logger.info("%s: %d/%d finished (%d pruned, %d failed), best val_loss %s, elapsed %.0fs, eta %.0fs",
+            eta = f"{elapsed / new * (self.total - done):.0f}s" if new > 0 else "-"  # none before a trial finishes
+            _logger.info("%s: %d/%d finished (%d pruned, %d failed), best val_loss %s, elapsed %.0fs, eta %s",
                          self.study.study_name, done, self.total, counts["PRUNED"], counts["FAIL"], best_text, elapsed, eta)
         self.last_line = done
         return done

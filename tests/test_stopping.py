@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sqlite3
 
@@ -89,6 +90,20 @@ def test_a_locked_database_is_described_in_one_line_naming_the_storage(tmp_path)
     message = describe_storage_failure(raised.value, "postgresql://me:Secret123@db/sweeps")
     assert message == "storage 'postgresql://me:***@db/sweeps' failed: database is locked"
     assert "\n" not in describe_storage_failure(raised.value, url)
+
+
+def test_progress_lines_show_no_eta_until_a_trial_finishes(sqlite_url, caplog):
+    from regsweep.progress import SweepProgress
+
+    caplog.set_level(logging.INFO, logger="regsweep.progress")
+    study = optuna.create_study(study_name="eta", storage=make_storage(sqlite_url, heartbeat=False))
+    progress = SweepProgress(study, 4, enabled=False)
+    assert progress.update() == 0
+    study.add_trial(optuna.create_trial(value=0.5))
+    assert progress.update() == 1
+    lines = [r.getMessage() for r in caplog.records if "finished (" in r.getMessage()]
+    assert lines[0].startswith("eta: 0/4 finished") and lines[0].endswith("eta -")
+    assert lines[1].startswith("eta: 1/4 finished") and re.search(r"best val_loss 0\.5000, elapsed \d+s, eta \d+s$", lines[1])
 
 
 @pytest.mark.slow
