@@ -16,6 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from benchmarks.slots import slots_per_worker
 from benchmarks.speed import run_regsweep
 
 
@@ -28,10 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--n", type=int, default=1000, help="rings samples")
     args = parser.parse_args(argv)
-    if args.slots is None:
-        from regsweep.settings import default_slots
-
-        args.slots = default_slots(args.workers)
+    args.slots = slots_per_worker(args, args.workers)
     with tempfile.TemporaryDirectory() as tmp:
         run = run_regsweep(args, args.workers, Path(tmp), extra=f", slots={args.slots}", engine="slots")
     times = sorted(t for _, t in run["finish_times"])
