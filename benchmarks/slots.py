@@ -17,7 +17,8 @@ Run i of every kind uses seed i (the baseline's TPE seed, regsweep's sweep seed)
 with one worker is deterministic, so runs with one seed would repeat one sample.
 
 Printed as markdown: per run kind, the median over ``--runs`` of trials per minute, epochs per
-second, best validation loss and time to reach the baseline's best, and the ratios the one-engine
+second, best validation loss and time to reach the best of the baseline run with the same seed
+(the median over the runs that reached it, with their count), and the ratios the one-engine
 issue asks for; then each regsweep run's worker RSS growth from its first to its last trial (no
 recycling in these runs; over ``--trials``).
 
@@ -128,11 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     epochs_per_s = {n: median(n, lambda r, b: _rate(r)[1]) for n in names}
     best = {n: median(n, lambda r, b: r["best"]) for n in names}
     reach = {n: median(n, lambda r, b: time_to_reach(r, b["best"])) for n in names}
+    # the median above is over the runs that reached their baseline run's best; say how many did
+    reached_in = {n: sum(time_to_reach(run[n], run[base]["best"]) is not None for run in runs) for n in names}
     print(f"\nrings n={args.n}, {args.trials} trials, max {args.max_epochs} epochs, median of {args.runs} run(s)\n")
     print("| run | trials/min | vs baseline | epochs/s | best val loss | vs baseline best | time to baseline best (s) |")
     print("|---|---|---|---|---|---|---|")
     for name in names:
-        reached = "not reached" if reach[name] is None else f"{reach[name]:.1f}"
+        reached = "not reached" if reach[name] is None else f"{reach[name]:.1f} ({reached_in[name]}/{args.runs} runs)"
         print(f"| {name} | {per_min[name]:.2f} | {per_min[name] / per_min[base]:.2f}x | {epochs_per_s[name]:.1f} | "
               f"{best[name]:.4f} | "
               f"{(best[name] / best[base] - 1) * 100:+.1f} % | {reached} |")
@@ -141,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{epochs_per_s[w2] / epochs_per_s[w1]:.2f}x epochs/s")
     for name in names[1:]:
         shorter = ("not reached" if reach[name] is None else
-                   f"{reach[name]:.1f} s vs the baseline's {reach[base]:.1f} s: {reach[base] / reach[name]:.2f}x as fast")
+                   f"{reach[name]:.1f} s vs the baseline's {reach[base]:.1f} s: {reach[base] / reach[name]:.2f}x as fast "
+                   f"(median of the {reached_in[name]} of {args.runs} runs that reached it)")
         print(f"time to the baseline's best, {name}: {shorter}")
     for name in names[1:]:
         print(f"worker RSS growth from its first to its last trial, {name}: {rss[name]:+.1f} MB (largest worker)")
