@@ -144,6 +144,41 @@ def test_a_retry_is_not_failed_twice(sqlite_url):
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.RUNNING]
 
 
+def test_a_trial_killed_while_sampling_is_retried_with_the_parameters_it_had_and_samples_the_rest(sqlite_url):
+    """A worker killed between its claim and the end of ``space.suggest`` leaves a RUNNING trial
+    with some parameters (or none): its retry keeps those and samples the others."""
+    import subprocess
+    import sys
+
+    from optuna.trial import TrialState
+
+    from regsweep.lifecycle import OWNER_ATTR, fail_orphaned_trials, owner_tag
+    from regsweep.space import SearchSpace, suggest
+    from regsweep.storage import make_storage
+
+    space = SearchSpace(regularizers=("l1", "l2"))
+    study = optuna.create_study(study_name="half", storage=make_storage(sqlite_url),
+                                sampler=optuna.samplers.RandomSampler(seed=3))
+    where, _, _ = owner_tag().rpartition(":")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for sampled_some in (True, False):  # killed after regularizer and lam, or right after its claim
+        half = study.ask()
+        if sampled_some:
+            half.suggest_categorical("regularizer", list(space.regularizers))
+            half.suggest_float("lam", *space.lam, log=True)
+        study._storage.set_trial_system_attr(half._trial_id, OWNER_ATTR, f"{where}:{dead.stdout.strip()}")
+        had = dict(half.params)
+        assert fail_orphaned_trials(study) == [half.number]
+        retry = study.ask()
+        assert retry.user_attrs["retry_of"] == half.number
+        config = suggest(retry, space)
+        assert {name: retry.params[name] for name in had} == had
+        assert {"regularizer", "lam", "dropout", "depth", "width", "patience"} <= set(retry.params)
+        assert config.regularizer == retry.params["regularizer"]
+        study.tell(retry, 0.5)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE] * 2
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_rdb_url(request, sqlite_url):
     return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
