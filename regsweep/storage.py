@@ -251,30 +251,29 @@ _READ_ONLY_CALLS = (
     "get_trial_id_from_study_id_trial_number", "get_trial", "_get_trials", "_get_best_trial_id",
 )
 _reading = threading.local()  # .only: this thread is inside a read-only call
-_sqlite_storage: list[type] = []
 
 
+@functools.cache
 def _sqlite_storage_class() -> type:
     """``RDBStorage`` whose read-only calls (:data:`_READ_ONLY_CALLS`) mark this thread while they
-    run, so that :func:`_begin_immediate` begins their transactions ``DEFERRED``."""
+    run, so that :func:`_begin_immediate` begins their transactions ``DEFERRED`` (built once, on
+    first use, so that importing this module does not import Optuna)."""
     import optuna
 
-    if not _sqlite_storage:
-        def read_only(call: Any) -> Any:
-            @functools.wraps(call)
-            def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
-                outer = getattr(_reading, "only", False)
-                _reading.only = True
-                try:
-                    return call(self, *args, **kwargs)
-                finally:
-                    _reading.only = outer
-            return wrapped
+    def read_only(call: Any) -> Any:
+        @functools.wraps(call)
+        def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+            outer = getattr(_reading, "only", False)
+            _reading.only = True
+            try:
+                return call(self, *args, **kwargs)
+            finally:
+                _reading.only = outer
+        return wrapped
 
-        base = optuna.storages.RDBStorage
-        calls = {name: read_only(getattr(base, name)) for name in _READ_ONLY_CALLS if hasattr(base, name)}
-        _sqlite_storage.append(type("SQLiteStorage", (base,), {**calls, "__doc__": _sqlite_storage_class.__doc__}))
-    return _sqlite_storage[0]
+    base = optuna.storages.RDBStorage
+    calls = {name: read_only(getattr(base, name)) for name in _READ_ONLY_CALLS if hasattr(base, name)}
+    return type("SQLiteStorage", (base,), {**calls, "__doc__": _sqlite_storage_class.__doc__})
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:

@@ -115,23 +115,30 @@ def test_owner_tags_tell_live_workers_from_dead_ones_across_namespaces_and_pid_r
     assert str(os.getpid()) == pid
 
 
-def test_a_retry_is_not_failed_twice(sqlite_url):
-    """The WAITING retry of a dead worker's trial carries no owner tag (Optuna copies system
-    attributes), so while a worker is asking it, before it writes its own tag, nobody fails it again."""
+def dead_owner_tag() -> str:
+    """An owner tag of this host whose process has exited (a worker killed with SIGKILL)."""
     import subprocess
     import sys
 
+    from regsweep.lifecycle import owner_tag
+
+    where, _, _ = owner_tag().rpartition(":")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return f"{where}:{dead.stdout.strip()}"
+
+
+def test_a_retry_is_not_failed_twice(sqlite_url):
+    """The WAITING retry of a dead worker's trial carries no owner tag (Optuna copies system
+    attributes), so while a worker is asking it, before it writes its own tag, nobody fails it again."""
     import optuna
     from optuna.trial import TrialState
 
-    from regsweep.lifecycle import FAIL_REASON, OWNER_ATTR, fail_orphaned_trials, owner_tag
+    from regsweep.lifecycle import FAIL_REASON, OWNER_ATTR, fail_orphaned_trials
     from regsweep.storage import make_storage
 
     study = optuna.create_study(study_name="retry", storage=make_storage(sqlite_url))
-    where, _, _ = owner_tag().rpartition(":")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     first = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    study._storage.set_trial_system_attr(first._trial_id, OWNER_ATTR, f"{where}:{dead.stdout.strip()}")
+    study._storage.set_trial_system_attr(first._trial_id, OWNER_ATTR, dead_owner_tag())
 
     assert fail_orphaned_trials(study) == [first.number]
     (waiting,) = study.get_trials(states=(TrialState.WAITING,))
@@ -147,26 +154,21 @@ def test_a_retry_is_not_failed_twice(sqlite_url):
 def test_a_trial_killed_while_sampling_is_retried_with_the_parameters_it_had_and_samples_the_rest(sqlite_url):
     """A worker killed between its claim and the end of ``space.suggest`` leaves a RUNNING trial
     with some parameters (or none): its retry keeps those and samples the others."""
-    import subprocess
-    import sys
-
     from optuna.trial import TrialState
 
-    from regsweep.lifecycle import OWNER_ATTR, fail_orphaned_trials, owner_tag
+    from regsweep.lifecycle import OWNER_ATTR, fail_orphaned_trials
     from regsweep.space import SearchSpace, suggest
     from regsweep.storage import make_storage
 
     space = SearchSpace(regularizers=("l1", "l2"))
     study = optuna.create_study(study_name="half", storage=make_storage(sqlite_url),
                                 sampler=optuna.samplers.RandomSampler(seed=3))
-    where, _, _ = owner_tag().rpartition(":")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     for sampled_some in (True, False):  # killed after regularizer and lam, or right after its claim
         half = study.ask()
         if sampled_some:
             half.suggest_categorical("regularizer", list(space.regularizers))
             half.suggest_float("lam", *space.lam, log=True)
-        study._storage.set_trial_system_attr(half._trial_id, OWNER_ATTR, f"{where}:{dead.stdout.strip()}")
+        study._storage.set_trial_system_attr(half._trial_id, OWNER_ATTR, dead_owner_tag())
         had = dict(half.params)
         assert fail_orphaned_trials(study) == [half.number]
         retry = study.ask()
